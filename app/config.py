@@ -1,0 +1,46 @@
+"""Settings read from the environment (and a .env file), cached for the process."""
+
+from __future__ import annotations
+
+import secrets
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+VAR_DIR = Path("var")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FLOWBOARD_", env_file=".env", extra="ignore")
+
+    database_url: str = Field(
+        default="",
+        description="SQLAlchemy URL; empty means a SQLite file under ./var/.",
+    )
+    secret_key: str = Field(default="", description="Signs nothing yet; kept for sessions.")
+    session_days: int = Field(default=14, description="How long a browser session lives.")
+    max_body_bytes: int = Field(default=1024 * 1024)
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        VAR_DIR.mkdir(exist_ok=True)
+        return f"sqlite:///{(VAR_DIR / 'flowboard.sqlite3').resolve()}"
+
+    def resolved_secret_key(self) -> str:
+        """The configured key, or one generated once and kept under ./var/ (mode 0600)."""
+        if self.secret_key:
+            return self.secret_key
+        VAR_DIR.mkdir(exist_ok=True)
+        path = VAR_DIR / "secret_key"
+        if not path.exists():
+            path.write_text(secrets.token_urlsafe(48))
+            path.chmod(0o600)
+        return path.read_text().strip()
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

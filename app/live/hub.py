@@ -1,0 +1,59 @@
+"""In-process fan-out of new events to the SSE streams listening on each board."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+
+@dataclass(eq=False)
+class Subscription:
+    board_id: int
+    queue: asyncio.Queue[int]
+    loop: asyncio.AbstractEventLoop
+
+
+class Hub:
+    """Thread-safe: publish() may be called from request threads or the LISTEN thread."""
+
+    def __init__(self) -> None:
+        self._subscriptions: dict[int, set[Subscription]] = {}
+        self._lock = threading.Lock()
+
+    @asynccontextmanager
+    async def subscribe(self, board_id: int) -> AsyncIterator[Subscription]:
+        subscription = Subscription(
+            board_id, asyncio.Queue(maxsize=1000), asyncio.get_running_loop()
+        )
+        with self._lock:
+            self._subscriptions.setdefault(board_id, set()).add(subscription)
+        try:
+            yield subscription
+        finally:
+            with self._lock:
+                self._subscriptions.get(board_id, set()).discard(subscription)
+
+    def publish(self, board_id: int, event_id: int) -> None:
+        with self._lock:
+            targets = list(self._subscriptions.get(board_id, ()))
+        for subscription in targets:
+            try:
+                subscription.loop.call_soon_threadsafe(_offer, subscription.queue, event_id)
+            except RuntimeError:
+                pass  # that stream's loop has closed; its unsubscribe is on its way
+
+    def subscriber_count(self, board_id: int) -> int:
+        with self._lock:
+            return len(self._subscriptions.get(board_id, ()))
+
+
+def _offer(queue: asyncio.Queue[int], event_id: int) -> None:
+    # A slow reader only needs to know that something changed: dropping is safe.
+    if not queue.full():
+        queue.put_nowait(event_id)
+
+
+hub = Hub()

@@ -1,0 +1,68 @@
+"""create_app(): the FastAPI app with its database, static files, API and web routers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+import app.live.notify  # noqa: F401  (registers the session hooks that announce events)
+from app.api import health
+from app.api.problems import handle_flow_error, handle_http_error, handle_validation_error
+from app.api.router import api_router
+from app.config import get_settings
+from app.db.session import Database, get_database
+from app.flow.errors import FlowError
+from app.live.notify import PostgresListener
+from app.middleware import BodySizeLimit, SecurityHeaders
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def create_app(database: Database | None = None, *, listen: bool = True) -> FastAPI:
+    """The app on `database` (default: the configured one). `listen` starts LISTEN on PostgreSQL."""
+    settings = get_settings()
+    db = database or get_database()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        listener = None
+        if listen and not db.is_sqlite:
+            listener = PostgresListener(db.url)
+            listener.start()
+        app.state.listener = listener
+        try:
+            yield
+        finally:
+            if listener is not None:
+                listener.stop()
+
+    app = FastAPI(
+        title="Flowboard",
+        version="1.0.0",
+        description="A Lean Just-in-Time flow board: pull, enforced WIP limits, readiness "
+        "criteria, recorded blocks and flow analytics.",
+        lifespan=lifespan,
+    )
+    app.state.database = db
+    app.state.settings = settings
+    app.add_exception_handler(FlowError, handle_flow_error)
+    app.add_exception_handler(RequestValidationError, handle_validation_error)
+    app.add_exception_handler(StarletteHTTPException, handle_http_error)
+    app.add_middleware(SecurityHeaders)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.include_router(health.router)
+    app.include_router(api_router)
+    try:
+        from app.web.router import web_router
+    except ImportError:  # the HTML side is optional while it is being built
+        web_router = None
+    if web_router is not None:
+        web_router.setup(app)  # type: ignore[attr-defined]
+    app.mount("/static", StaticFiles(directory=ROOT / "static"), name="static")
+    return app

@@ -1,0 +1,617 @@
+"""Item use cases: create, edit, pull, mark ready, take back, send back, discard, criteria.
+
+Each loads what it needs through app.db.queries, asks app.flow.rules, writes the change and
+its events, and flushes. The caller (an API or HTML route) commits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from app.db import queries
+from app.db.models import Board, Criterion, CriterionCheck, Item, State, User
+from app.db.queries import ItemRow
+from app.flow import rules
+from app.flow.errors import InvalidInput, InvalidMove, NotFound
+from app.flow.rules import CriterionFacts, ItemFacts, Override, StateFacts
+from app.services import events
+from app.services.access import visible_board, visible_item
+
+TITLE_MAX = 200
+
+
+@dataclass
+class CriterionStatus:
+    criterion_id: int
+    text: str
+    gate: str
+    state_id: int
+    met: bool
+    met_by: int | None
+    met_at: datetime | None
+
+
+@dataclass
+class ItemDetail:
+    """An item with what every reader needs: its open block, criteria and who acts next."""
+
+    item: Item
+    board: Board
+    role: str
+    open_block: object | None
+    criteria: list[CriterionStatus] = field(default_factory=list)
+    waiting_for: str = ""
+    owner_name: str | None = None
+
+
+def state_facts(state: State) -> StateFacts:
+    return StateFacts(
+        id=state.id,
+        name=state.name,
+        kind=state.kind,
+        position=state.position,
+        wip_limit=state.wip_limit,
+        pull_role=state.pull_role,
+    )
+
+
+def item_facts(item: Item, open_block_id: int | None) -> ItemFacts:
+    return ItemFacts(
+        id=item.id,
+        key=item.key,
+        state_id=item.state_id,
+        stage=item.stage,
+        owner_id=item.owner_id,
+        class_of_service=item.class_of_service,
+        open_block_id=open_block_id,
+        done=item.done_at is not None,
+        discarded=item.discarded_at is not None,
+    )
+
+
+def _criterion_facts(criterion: Criterion) -> CriterionFacts:
+    return CriterionFacts(
+        id=criterion.id, text=criterion.text, gate=criterion.gate, state_id=criterion.state_id
+    )
+
+
+class _Context:
+    """An item loaded with its board's states and criteria (and its checks) for one action."""
+
+    def __init__(self, session: Session, row: ItemRow) -> None:
+        self.session = session
+        self.row = row
+        self.item = row.item
+        self.board = row.board
+        self.role: str = row.role or "viewer"
+        self.states = queries.states_of(session, row.board.id)
+        self.state_by_id = {state.id: state for state in self.states}
+        self.criteria = queries.criteria_with_checks(session, row.board.id, row.item.id)
+        self.facts_states = [state_facts(s) for s in self.states]
+
+    @property
+    def facts(self) -> ItemFacts:
+        block = self.row.open_block
+        return item_facts(self.item, block.id if block is not None else None)  # type: ignore[attr-defined]
+
+    @property
+    def state(self) -> State:
+        return self.state_by_id[self.item.state_id]
+
+    def following(self) -> State | None:
+        after = rules.state_after(self.facts_states, self.item.state_id)
+        return self.state_by_id[after.id] if after else None
+
+    def unmet(self, state_id: int, gate: str) -> list[CriterionFacts]:
+        return [
+            _criterion_facts(c)
+            for c, check in self.criteria
+            if c.state_id == state_id and c.gate == gate and check is None
+        ]
+
+
+def _detail(ctx: _Context, *, owner_name: str | None = None) -> ItemDetail:
+    session, item = ctx.session, ctx.item
+    following = ctx.following() if item.done_at is None and item.discarded_at is None else None
+    statuses = []
+    for criterion, check in ctx.criteria:
+        relevant = (criterion.state_id == item.state_id and criterion.gate == "exit") or (
+            following is not None
+            and criterion.state_id == following.id
+            and criterion.gate == "entry"
+        )
+        if relevant and item.done_at is None:
+            statuses.append(
+                CriterionStatus(
+                    criterion_id=criterion.id,
+                    text=criterion.text,
+                    gate=criterion.gate,
+                    state_id=criterion.state_id,
+                    met=check is not None,
+                    met_by=check.met_by_id if check else None,
+                    met_at=check.met_at if check else None,
+                )
+            )
+    statuses.sort(key=lambda s: (s.gate != "exit", s.state_id))
+    following_wip = None
+    if following is not None and item.stage == "ready" and ctx.row.open_block is None:
+        following_wip = queries.state_wip(session, following.id)
+    block = ctx.row.open_block
+    name = owner_name if owner_name is not None else ctx.row.owner_name
+    waiting = rules.waiting_for(
+        item=ctx.facts,
+        state=state_facts(ctx.state),
+        following=state_facts(following) if following else None,
+        following_wip=following_wip,
+        block_waiting_on=block.waiting_on if block is not None else None,  # type: ignore[attr-defined]
+        block_reason=block.reason.name if block is not None else None,  # type: ignore[attr-defined]
+        owner_name=name,
+    )
+    return ItemDetail(
+        item=item,
+        board=ctx.board,
+        role=ctx.role,
+        open_block=block,
+        criteria=statuses,
+        waiting_for=waiting,
+        owner_name=name,
+    )
+
+
+def _load(session: Session, item_id: int, actor: User, *, lock: bool) -> _Context:
+    return _Context(session, visible_item(session, item_id=item_id, actor=actor, lock=lock))
+
+
+def get_item(*, session: Session, item_id: int, actor: User) -> ItemDetail:
+    """Raises NotFound."""
+    return _detail(_load(session, item_id, actor, lock=False))
+
+
+def _clean_title(title: str) -> str:
+    cleaned = " ".join(title.split())
+    if not 1 <= len(cleaned) <= TITLE_MAX:
+        raise InvalidInput(f"A title needs 1 to {TITLE_MAX} characters.")
+    return cleaned
+
+
+def create_item(
+    *,
+    session: Session,
+    board_id: int,
+    actor: User,
+    title: str,
+    description: str = "",
+    class_of_service: str = "standard",
+    due_date: date | None = None,
+    now: datetime | None = None,
+) -> ItemDetail:
+    """A new option in the backlog. Raises NotFound, InsufficientRole, WipLimitReached."""
+    now = now or queries.now()
+    board, role = visible_board(
+        session, board_id=board_id, actor=actor, required="member", doing="create items"
+    )
+    title = _clean_title(title)
+    states = queries.states_of(session, board.id)
+    backlog = states[0]
+    if backlog.wip_limit is not None:
+        queries.lock_state(session, backlog.id)
+        wip = queries.state_wip(session, backlog.id)
+        if wip >= backlog.wip_limit:
+            raise rules.WipLimitReached(
+                f"The backlog is full ({wip}/{backlog.wip_limit}): commit or discard an option "
+                "before adding new demand.",
+                state_id=backlog.id,
+                wip=wip,
+                limit=backlog.wip_limit,
+            )
+    number = session.execute(
+        update(Board)
+        .where(Board.id == board.id)
+        .values(last_item_number=Board.last_item_number + 1)
+        .returning(Board.last_item_number)
+    ).scalar_one()
+    board.last_item_number = number  # keep the loaded object in step with the row
+    item = Item(
+        board_id=board.id,
+        number=number,
+        key=f"{board.key}-{number}",
+        title=title,
+        description=description or "",
+        class_of_service=class_of_service,
+        due_date=due_date,
+        state_id=backlog.id,
+        stage=None,
+        owner_id=None,
+        created_by_id=actor.id,
+        created_at=now,
+        state_entered_at=now,
+    )
+    session.add(item)
+    session.flush()
+    events.record(
+        session,
+        type="created",
+        board_id=board.id,
+        actor_id=actor.id,
+        at=now,
+        item=item,
+        to_state_id=backlog.id,
+        title=title,
+    )
+    session.flush()
+    row = ItemRow(item=item, board=board, role=role, open_block=None)
+    return _detail(_Context(session, row))
+
+
+def _record_override(
+    ctx: _Context, override: Override | None, target: State, actor: User, now: datetime, wip: int
+) -> None:
+    if override is None:
+        return
+    events.record(
+        ctx.session,
+        type="wip_override",
+        board_id=ctx.board.id,
+        actor_id=actor.id,
+        at=now,
+        item=ctx.item,
+        to_state_id=target.id,
+        kind=override.kind,
+        reason=override.reason,
+        wip=wip,
+        limit=target.wip_limit,
+    )
+
+
+def pull_item(
+    *,
+    session: Session,
+    item_id: int,
+    actor: User,
+    override_reason: str | None = None,
+    to_state_id: int | None = None,
+    now: datetime | None = None,
+) -> ItemDetail:
+    """Rule 1. Raises NotFound and the FlowErrors of rules.check_pull."""
+    now = now or queries.now()
+    ctx = _load(session, item_id, actor, lock=True)
+    after = ctx.following()
+    target_wip = actor_doing = 0
+    if after is not None and ctx.item.done_at is None and ctx.item.discarded_at is None:
+        # Lock the receiving state, then count: racing pulls for its last slot serialise here.
+        queries.lock_state(session, after.id)
+        target_wip, actor_doing = queries.wip_counts(
+            session, board_id=ctx.board.id, state_id=after.id, owner_id=actor.id
+        )
+    target_facts, override = rules.check_pull(
+        item=ctx.facts,
+        states=ctx.facts_states,
+        actor_role=ctx.role,
+        target_wip=target_wip,
+        actor_doing=actor_doing,
+        personal_limit=ctx.board.personal_wip_limit,
+        unmet_entry=ctx.unmet(after.id, "entry") if after else [],
+        override_reason=override_reason,
+        expedite_exceeds_limits=ctx.board.expedite_exceeds_limits,
+        requested_state_id=to_state_id,
+    )
+    target = ctx.state_by_id[target_facts.id]
+    source = ctx.state
+    item = ctx.item
+    item.state_id = target.id
+    item.stage = "doing" if target.kind == "work" else None
+    item.owner_id = actor.id
+    item.state_entered_at = now
+    if source.kind == "backlog":
+        item.committed_at = now
+    if target.kind == "done":
+        item.done_at = now
+    events.record(
+        session,
+        type="pulled",
+        board_id=ctx.board.id,
+        actor_id=actor.id,
+        at=now,
+        item=item,
+        from_state_id=source.id,
+        to_state_id=target.id,
+        stage=item.stage,
+        owner_id=actor.id,
+        override=override.kind if override else None,
+    )
+    _record_override(ctx, override, target, actor, now, target_wip)
+    session.flush()
+    return _detail(ctx, owner_name=actor.name)
+
+
+def mark_ready(
+    *, session: Session, item_id: int, actor: User, now: datetime | None = None
+) -> ItemDetail:
+    """Rule 2. Delivers at once when the next state is done. Raises rules.check_mark_ready's."""
+    now = now or queries.now()
+    ctx = _load(session, item_id, actor, lock=True)
+    state = ctx.state
+    rules.check_mark_ready(
+        item=ctx.facts,
+        state=state_facts(state),
+        actor_id=actor.id,
+        actor_role=ctx.role,
+        unmet_exit=ctx.unmet(state.id, "exit"),
+    )
+    item = ctx.item
+    item.stage = "ready"
+    events.record(
+        session,
+        type="marked_ready",
+        board_id=ctx.board.id,
+        actor_id=actor.id,
+        at=now,
+        item=item,
+        from_state_id=state.id,
+        to_state_id=state.id,
+        stage="ready",
+    )
+    following = ctx.following()
+    if following is not None and following.kind == "done":
+        item.state_id = following.id
+        item.stage = None
+        item.done_at = now
+        item.state_entered_at = now
+        events.record(
+            session,
+            type="completed",
+            board_id=ctx.board.id,
+            actor_id=actor.id,
+            at=now,
+            item=item,
+            from_state_id=state.id,
+            to_state_id=following.id,
+            owner_id=item.owner_id,
+        )
+    session.flush()
+    return _detail(ctx)
+
+
+def unready(
+    *, session: Session, item_id: int, actor: User, now: datetime | None = None
+) -> ItemDetail:
+    """Rule 2's take-back while nobody has pulled. Raises rules.check_unready's."""
+    now = now or queries.now()
+    ctx = _load(session, item_id, actor, lock=True)
+    rules.check_unready(
+        item=ctx.facts, state=state_facts(ctx.state), actor_id=actor.id, actor_role=ctx.role
+    )
+    ctx.item.stage = "doing"
+    events.record(
+        session,
+        type="unready",
+        board_id=ctx.board.id,
+        actor_id=actor.id,
+        at=now,
+        item=ctx.item,
+        from_state_id=ctx.item.state_id,
+        to_state_id=ctx.item.state_id,
+        stage="doing",
+    )
+    session.flush()
+    return _detail(ctx)
+
+
+def send_back(
+    *,
+    session: Session,
+    item_id: int,
+    actor: User,
+    to_state_id: int,
+    reason: str,
+    override_reason: str | None = None,
+    now: datetime | None = None,
+) -> ItemDetail:
+    """Rule 3. Raises NotFound and rules.check_send_back's."""
+    now = now or queries.now()
+    ctx = _load(session, item_id, actor, lock=True)
+    if to_state_id not in ctx.state_by_id:
+        raise InvalidMove("That state is not on this item's board.")
+    target_wip = 0
+    if ctx.state_by_id[to_state_id].wip_limit is not None:
+        queries.lock_state(session, to_state_id)
+        target_wip = queries.state_wip(session, to_state_id)
+    target_facts, override = rules.check_send_back(
+        item=ctx.facts,
+        states=ctx.facts_states,
+        to_state_id=to_state_id,
+        reason=reason,
+        actor_role=ctx.role,
+        target_wip=target_wip,
+        override_reason=override_reason,
+        expedite_exceeds_limits=ctx.board.expedite_exceeds_limits,
+    )
+    target = ctx.state_by_id[target_facts.id]
+    source = ctx.state
+    owner_id = queries.last_owner_in_state(session, ctx.item.id, target.id)
+    item = ctx.item
+    item.state_id = target.id
+    item.stage = "doing"
+    item.owner_id = owner_id
+    item.state_entered_at = now
+    events.record(
+        session,
+        type="sent_back",
+        board_id=ctx.board.id,
+        actor_id=actor.id,
+        at=now,
+        item=item,
+        from_state_id=source.id,
+        to_state_id=target.id,
+        stage="doing",
+        reason=reason.strip(),
+        owner_id=owner_id,
+    )
+    _record_override(ctx, override, target, actor, now, target_wip)
+    session.flush()
+    owner_name = queries.user_names(session, {owner_id}).get(owner_id) if owner_id else None
+    return _detail(ctx, owner_name=owner_name or "")
+
+
+def discard_item(
+    *, session: Session, item_id: int, actor: User, reason: str, now: datetime | None = None
+) -> ItemDetail:
+    """Rule 7. Raises rules.check_discard's."""
+    now = now or queries.now()
+    ctx = _load(session, item_id, actor, lock=True)
+    rules.check_discard(
+        item=ctx.facts, state=state_facts(ctx.state), actor_role=ctx.role, reason=reason
+    )
+    item = ctx.item
+    item.discarded_at = now
+    item.discard_reason = reason.strip()
+    previous_stage = item.stage
+    item.stage = None
+    events.record(
+        session,
+        type="discarded",
+        board_id=ctx.board.id,
+        actor_id=actor.id,
+        at=now,
+        item=item,
+        from_state_id=item.state_id,
+        reason=reason.strip(),
+        previous_stage=previous_stage,
+    )
+    if ctx.row.open_block is not None:
+        # A discarded item waits on nothing any more; close its block so delays stay true.
+        block = ctx.row.open_block
+        block.resolved_at = now  # type: ignore[attr-defined]
+        block.resolved_by_id = actor.id  # type: ignore[attr-defined]
+        block.resolution = "Item discarded"  # type: ignore[attr-defined]
+        ctx.row.open_block = None
+    session.flush()
+    return _detail(ctx)
+
+
+EDITABLE = ("title", "description", "class_of_service", "due_date", "owner_id")
+
+
+def edit_item(
+    *,
+    session: Session,
+    item_id: int,
+    actor: User,
+    version: int,
+    changes: dict[str, object],
+    now: datetime | None = None,
+) -> ItemDetail:
+    """Rule 6: fields change only from the current version. Raises VersionConflict."""
+    now = now or queries.now()
+    ctx = _load(session, item_id, actor, lock=True)
+    rules.require_role(ctx.role, "member", doing="edit items")
+    rules.check_version(given=version, current=ctx.item.version)
+    item = ctx.item
+    changed: dict[str, list[object]] = {}
+    for name in EDITABLE:
+        if name not in changes:
+            continue
+        value = changes[name]
+        if name == "title":
+            value = _clean_title(str(value or ""))
+        if name == "description":
+            value = value or ""
+        if name == "owner_id" and value is not None:
+            member = queries.membership(session, ctx.board.id, int(str(value)))
+            if member is None or not rules.role_at_least(member.role, "member"):
+                raise InvalidInput("The owner must be a member of this board.")
+        if name == "class_of_service" and value is None:
+            raise InvalidInput("class_of_service cannot be empty.")
+        old = getattr(item, name)
+        if old != value:
+            setattr(item, name, value)
+            changed[name] = [_jsonable(old), _jsonable(value)]
+    if changed:
+        owner_change = changed.pop("owner_id", None)
+        if changed:
+            events.record(
+                session,
+                type="edited",
+                board_id=ctx.board.id,
+                actor_id=actor.id,
+                at=now,
+                item=item,
+                changes=changed,
+            )
+        if owner_change is not None:
+            events.record(
+                session,
+                type="assigned",
+                board_id=ctx.board.id,
+                actor_id=actor.id,
+                at=now,
+                item=item,
+                owner_id=owner_change[1],
+                previous_owner_id=owner_change[0],
+            )
+        session.flush()
+    owner_name = None
+    if "owner_id" in changes:
+        owner_name = (
+            queries.user_names(session, {item.owner_id}).get(item.owner_id) if item.owner_id else ""
+        )
+    return _detail(ctx, owner_name=owner_name)
+
+
+def _jsonable(value: object) -> object:
+    return value.isoformat() if isinstance(value, date) else value
+
+
+def set_criterion(
+    *,
+    session: Session,
+    item_id: int,
+    criterion_id: int,
+    met: bool,
+    actor: User,
+    now: datetime | None = None,
+) -> ItemDetail:
+    """Rule 5. Raises NotFound (criterion not on the board) and rules.check_criterion's."""
+    now = now or queries.now()
+    ctx = _load(session, item_id, actor, lock=True)
+    found = [(c, check) for c, check in ctx.criteria if c.id == criterion_id]
+    if not found:
+        raise NotFound("No such criterion on this item's board.")
+    criterion, check = found[0]
+    rules.check_criterion(
+        item=ctx.facts,
+        criterion=_criterion_facts(criterion),
+        states=ctx.facts_states,
+        actor_role=ctx.role,
+    )
+    if met and check is None:
+        new_check = CriterionCheck(
+            item_id=ctx.item.id, criterion_id=criterion.id, met_by_id=actor.id, met_at=now
+        )
+        session.add(new_check)
+        event_type = "criterion_met"
+        ctx.criteria = [(c, new_check if c.id == criterion.id else k) for c, k in ctx.criteria]
+    elif not met and check is not None:
+        session.delete(check)
+        event_type = "criterion_unmet"
+        ctx.criteria = [(c, None if c.id == criterion.id else k) for c, k in ctx.criteria]
+    else:
+        return _detail(ctx)  # already as asked: nothing changes, nothing is recorded
+    events.record(
+        session,
+        type=event_type,
+        board_id=ctx.board.id,
+        actor_id=actor.id,
+        at=now,
+        item=ctx.item,
+        criterion_id=criterion.id,
+        text=criterion.text,
+        gate=criterion.gate,
+        state_id=criterion.state_id,
+    )
+    session.flush()
+    return _detail(ctx)

@@ -1,0 +1,454 @@
+/* Flowboard board behaviour. Plain ES2020, no build step, loaded with `defer`
+ * after htmx.min.js and Sortable.min.js. CSP-safe: no inline handlers, no eval.
+ *
+ * Contract with the templates (see VERSIONS.md / report):
+ *   <meta name="csrf-token" content="...">       CSRF token for every htmx request
+ *   #board                                       the board element (swapped outerHTML)
+ *   [data-sortable-state="<state id>"]           a drop zone inside a state column
+ *   article.card[data-item-id][data-pull-url]    a draggable card (no pull URL: not draggable)
+ *   [data-focus-after-swap] or [role=alert]      focused after a user-initiated #board swap
+ *   a[data-drawer] (+ hx-get, hx-target="#drawer-body")  opens <dialog id="drawer">
+ *   [data-drawer-close]                          closes the drawer
+ *   body or #board: data-live-url (SSE), data-refresh-url (GET for #board),
+ *                   optional data-live-events="name1,name2" (named SSE events)
+ *   #live-status                                 "Live" / "Reconnecting…" / "Offline"
+ */
+(() => {
+  'use strict';
+
+  const BOARD_ID = 'board';
+  const REFRESH_HEADER = 'X-Flowboard-Refresh';
+  const GROUP = 'flowboard-cards';
+  const DEBOUNCE_MS = 300;
+
+  const $board = () => document.getElementById(BOARD_ID);
+  const csrfToken = () => {
+    const m = document.querySelector('meta[name="csrf-token"]');
+    return m ? m.getAttribute('content') || '' : '';
+  };
+  const hasHtmx = () => typeof window.htmx !== 'undefined';
+  const isBoardTarget = (evt) => {
+    const d = evt.detail || {};
+    return (d.target && d.target.id === BOARD_ID) || (evt.target && evt.target.id === BOARD_ID);
+  };
+  const isLiveRequest = (evt) => {
+    const rc = evt.detail && evt.detail.requestConfig;
+    return !!(rc && rc.headers && rc.headers[REFRESH_HEADER]);
+  };
+
+  /* ---------------- CSRF ---------------- */
+  document.addEventListener('htmx:configRequest', (evt) => {
+    const token = csrfToken();
+    if (token) evt.detail.headers['X-CSRF-Token'] = token;
+  });
+
+  /* Refusals (409 Conflict / 422 Unprocessable) come back as a board fragment
+   * with an alert: htmx 2 does not swap 4xx by default, so allow it for #board
+   * when the server sent HTML. Other errors: show a client-side alert. */
+  document.addEventListener('htmx:beforeSwap', (evt) => {
+    const d = evt.detail;
+    const status = d.xhr ? d.xhr.status : 0;
+    if ((status === 409 || status === 422) && isBoardTarget(evt)) {
+      const type = (d.xhr.getResponseHeader('Content-Type') || '').toLowerCase();
+      if (type.includes('text/html')) {
+        d.shouldSwap = true;
+        d.isError = false;
+      }
+    }
+  });
+
+  function showClientAlert(message) {
+    let el = document.getElementById('client-alert');
+    if (!el) {
+      el = document.createElement('div');
+      el.id = 'client-alert';
+      el.className = 'alert';
+      el.setAttribute('role', 'alert');
+      el.tabIndex = -1;
+      const board = $board();
+      const main = document.querySelector('main') || document.body;
+      if (board && board.parentNode) board.parentNode.insertBefore(el, board);
+      else main.insertBefore(el, main.firstChild);
+    }
+    el.textContent = message;
+    el.hidden = false;
+    el.focus({ preventScroll: false });
+  }
+  document.addEventListener('htmx:responseError', (evt) => {
+    if (isLiveRequest(evt)) return; // the next live message will try again
+    const d = evt.detail;
+    const status = d.xhr ? d.xhr.status : 0;
+    showClientAlert(status === 403
+      ? 'Your session has expired or the form is stale. Reload the page and try again; nothing was changed.'
+      : `The server could not do that (error ${status}). Nothing was changed; try again.`);
+    restoreAllCards();
+  });
+  document.addEventListener('htmx:sendError', (evt) => {
+    if (isLiveRequest(evt)) return;
+    showClientAlert('Could not reach the server. Nothing was changed; check your connection and try again.');
+    restoreAllCards();
+  });
+  let userRequests = 0; // user-initiated requests in flight (not live refreshes)
+  document.addEventListener('htmx:beforeRequest', (evt) => {
+    if (isLiveRequest(evt)) return;
+    userRequests += 1;
+    const el = document.getElementById('client-alert');
+    if (el) el.hidden = true;
+  });
+  document.addEventListener('htmx:afterRequest', (evt) => {
+    if (isLiveRequest(evt)) return;
+    userRequests = Math.max(0, userRequests - 1);
+    afterUserActivity();
+  });
+
+  /* ---------------- Drag and drop ---------------- */
+  let dragging = false;
+  let origin = null; // { item, parent, next }
+
+  function putBack(item, parent, next) {
+    if (!parent || !parent.isConnected) return;
+    if (next && next.parentNode === parent) parent.insertBefore(item, next);
+    else parent.appendChild(item);
+  }
+  function restoreAllCards() {
+    document.querySelectorAll('article.card[aria-busy="true"]').forEach((c) => c.removeAttribute('aria-busy'));
+  }
+
+  function firePull(card, toStateId) {
+    const url = card.dataset.pullUrl;
+    if (!url || !hasHtmx()) return;
+    card.setAttribute('aria-busy', 'true');
+    window.htmx.ajax('POST', url, {
+      target: '#' + BOARD_ID,
+      swap: 'outerHTML',
+      values: { csrf_token: csrfToken(), to_state_id: toStateId },
+    });
+  }
+
+  function initSortables(root) {
+    if (typeof window.Sortable === 'undefined') return;
+    const scope = root && root.querySelectorAll ? root : document;
+    const zones = Array.from(scope.querySelectorAll('[data-sortable-state]'));
+    if (scope.matches && scope.matches('[data-sortable-state]')) zones.push(scope);
+    zones.forEach((zone) => {
+      if (zone.dataset.sortableBound === '1' && window.Sortable.get(zone)) return; // no double-binding
+      zone.dataset.sortableBound = '1';
+      window.Sortable.create(zone, {
+        group: { name: GROUP, pull: true, put: true },
+        sort: false, // order inside a zone is the server's business
+        draggable: 'article.card[data-pull-url]',
+        filter: 'button, input, select, textarea, label, summary, [data-no-drag]',
+        preventOnFilter: false, // let clicks on the card's buttons and links work
+        delay: 180, delayOnTouchOnly: true, // phones: a short press starts a drag, a swipe scrolls
+        touchStartThreshold: 4,
+        animation: 120,
+        ghostClass: 'card-ghost',
+        chosenClass: 'card-chosen',
+        dragClass: 'card-drag',
+        onStart(evt) {
+          dragging = true;
+          origin = { item: evt.item, parent: evt.from, next: evt.item.nextSibling };
+          document.body.classList.add('is-dragging');
+          evt.from.classList.add('drop-origin');
+        },
+        onEnd(evt) {
+          const item = evt.item;
+          const from = evt.from;
+          const to = evt.to;
+          document.body.classList.remove('is-dragging');
+          from.classList.remove('drop-origin');
+          // Never keep the DOM move: the server decides and re-renders.
+          if (origin && origin.item === item) putBack(item, origin.parent, origin.next);
+          origin = null;
+          dragging = false;
+          const fromState = from.dataset.sortableState;
+          const toState = to.dataset.sortableState;
+          if (to !== from && toState && toState !== fromState) {
+            firePull(item, toState);
+          } else {
+            afterUserActivity();
+          }
+        },
+      });
+    });
+  }
+
+  function destroySortable(el) {
+    if (typeof window.Sortable === 'undefined' || !el || !el.matches) return;
+    if (el.matches('[data-sortable-state]')) {
+      const s = window.Sortable.get(el);
+      if (s) s.destroy();
+      delete el.dataset.sortableBound;
+    }
+  }
+  // htmx fires this for every element it removes (recursively).
+  document.addEventListener('htmx:beforeCleanupElement', (evt) => destroySortable(evt.target));
+
+  /* ---------------- Focus after a #board swap ---------------- */
+  let pendingFocusRestore = null; // { itemId, name, value, id } for live refreshes
+
+  function focusKey(el) {
+    if (!el || el === document.body) return null;
+    const board = $board();
+    if (!board || !board.contains(el)) return null;
+    const card = el.closest('[data-item-id]');
+    return {
+      id: el.id || null,
+      itemId: card ? card.dataset.itemId : null,
+      onCard: card === el,
+      text: (el.textContent || '').trim().slice(0, 60),
+      tag: el.tagName,
+    };
+  }
+  function restoreFocus(key, board) {
+    if (!key) return;
+    let el = key.id ? document.getElementById(key.id) : null;
+    if (!el && key.itemId) {
+      const card = board.querySelector(`[data-item-id="${CSS.escape(key.itemId)}"]`);
+      if (card) {
+        if (key.onCard) el = card;
+        else {
+          el = Array.from(card.querySelectorAll(key.tag))
+            .find((c) => (c.textContent || '').trim().slice(0, 60) === key.text) || card;
+        }
+      }
+    }
+    if (el && board.contains(el)) {
+      if (!el.matches('a[href], button, input, select, textarea, [tabindex]')) el.tabIndex = -1;
+      el.focus({ preventScroll: true });
+    }
+  }
+
+  const settledXhrs = new WeakSet();
+  document.addEventListener('htmx:afterSettle', (evt) => {
+    const d = evt.detail || {};
+    // Re-initialise drag and drop in whatever was swapped in (idempotent).
+    initSortables(evt.target && evt.target.isConnected ? evt.target : document);
+    if (!isBoardTarget(evt)) return;
+    if (d.xhr) {
+      if (settledXhrs.has(d.xhr)) return;
+      settledXhrs.add(d.xhr);
+    }
+    const board = $board();
+    if (!board) return;
+    if (isLiveRequest(evt)) {
+      liveInFlight = false;
+      const key = pendingFocusRestore;
+      pendingFocusRestore = null;
+      restoreFocus(key, board);
+    } else {
+      const target = board.querySelector('[data-focus-after-swap]') || board.querySelector('[role="alert"]');
+      if (target) {
+        if (!target.matches('a[href], button, input, select, textarea, [tabindex]')) target.tabIndex = -1;
+        target.focus({ preventScroll: true });
+        target.scrollIntoView({ block: 'nearest', inline: 'nearest' });
+      }
+    }
+    ensureLive();
+    if (refreshPending) scheduleRefresh();
+  });
+  document.addEventListener('htmx:load', (evt) => initSortables(evt.target));
+
+  /* ---------------- Drawer ---------------- */
+  let drawerOpener = null;
+  const drawer = () => document.getElementById('drawer');
+
+  document.addEventListener('click', (evt) => {
+    const t = evt.target;
+    if (!(t instanceof Element)) return;
+    const link = t.closest('[data-drawer]');
+    if (link) {
+      drawerOpener = link;
+      // Fallback when the template forgot the hx attributes: fetch href ourselves.
+      const hasHx = ['hx-get', 'data-hx-get'].some((a) => link.hasAttribute(a));
+      if (!hasHx && link.getAttribute('href') && hasHtmx() && drawer()
+          && !(evt.metaKey || evt.ctrlKey || evt.shiftKey || evt.altKey || evt.button !== 0)) {
+        evt.preventDefault();
+        window.htmx.ajax('GET', link.getAttribute('href'), { target: '#drawer-body', swap: 'innerHTML' });
+      }
+      return;
+    }
+    const closer = t.closest('[data-drawer-close]');
+    if (closer) {
+      const dlg = closer.closest('dialog') || drawer();
+      if (dlg && dlg.open) { evt.preventDefault(); dlg.close(); }
+      return;
+    }
+    // A click on the backdrop (outside the dialog's box) closes it.
+    const dlg = drawer();
+    if (dlg && dlg.open && t === dlg) {
+      const r = dlg.getBoundingClientRect();
+      const inside = evt.clientX >= r.left && evt.clientX <= r.right && evt.clientY >= r.top && evt.clientY <= r.bottom;
+      if (!inside) dlg.close();
+    }
+  });
+
+  document.addEventListener('htmx:afterSwap', (evt) => {
+    const d = evt.detail || {};
+    const target = d.target || evt.target;
+    if (!target || target.id !== 'drawer-body') return;
+    const dlg = target.closest('dialog') || drawer();
+    if (dlg && !dlg.open && typeof dlg.showModal === 'function') {
+      dlg.showModal();
+      const auto = target.querySelector('[autofocus], [data-focus-after-swap]')
+        || target.querySelector('h1, h2, h3') || dlg.querySelector('[autofocus], h1, h2');
+      if (auto) {
+        if (!auto.matches('a[href], button, input, select, textarea, [tabindex]')) auto.tabIndex = -1;
+        auto.focus();
+      }
+    }
+  });
+
+  // Escape closes a native modal dialog (the "cancel" event); on close, hand focus back.
+  document.addEventListener('close', (evt) => {
+    const dlg = evt.target;
+    if (!(dlg instanceof HTMLDialogElement) || dlg.id !== 'drawer') return;
+    const body = document.getElementById('drawer-body');
+    if (body) body.replaceChildren();
+    if (drawerOpener && drawerOpener.isConnected) drawerOpener.focus();
+    else {
+      const key = drawerOpener && drawerOpener.closest && drawerOpener.closest('[data-item-id]');
+      const b = $board();
+      const card = key && b ? b.querySelector(`[data-item-id="${CSS.escape(key.dataset.itemId)}"]`) : null;
+      if (card) { card.tabIndex = -1; card.focus(); }
+    }
+    drawerOpener = null;
+  }, true);
+
+  /* ---------------- Live updates (SSE) ---------------- */
+  let source = null;
+  let sourceUrl = null;
+  let retryTimer = null;
+  let retryDelay = 2000;
+  let debounceTimer = null;
+  let refreshPending = false;
+  let liveInFlight = false;
+  let busyRetryTimer = null;
+  let everOpened = false;
+  let lostConnection = false;
+
+  function liveAttr(name) {
+    const b = $board();
+    return (b && b.dataset[name]) || document.body.dataset[name] || null;
+  }
+  function setStatus(state, text) {
+    const el = document.getElementById('live-status');
+    if (!el) return;
+    if (!el.hasAttribute('role')) el.setAttribute('role', 'status');
+    if (el.dataset.state === state) return; // don't re-announce
+    el.dataset.state = state;
+    el.textContent = text;
+  }
+
+  function hasUnsavedInput(form) {
+    return Array.from(form.elements).some((f) => {
+      if (f instanceof HTMLInputElement) {
+        if (f.type === 'checkbox' || f.type === 'radio') return f.checked !== f.defaultChecked;
+        if (f.type === 'hidden' || f.type === 'submit' || f.type === 'button') return false;
+        return f.value !== f.defaultValue;
+      }
+      if (f instanceof HTMLTextAreaElement) return f.value !== f.defaultValue;
+      if (f instanceof HTMLSelectElement) return Array.from(f.options).some((o) => o.selected !== o.defaultSelected);
+      return false;
+    });
+  }
+  function userIsBusy() {
+    if (dragging) return true;
+    const board = $board();
+    const a = document.activeElement;
+    if (board && a && board.contains(a)) {
+      const form = a.closest('form');
+      if (form && hasUnsavedInput(form)) return true;
+    }
+    // A user request is in flight: wait for its response first.
+    return userRequests > 0;
+  }
+
+  function refreshNow() {
+    debounceTimer = null;
+    const url = liveAttr('refreshUrl');
+    const board = $board();
+    if (!url || !board || !hasHtmx()) return;
+    if (document.hidden || userIsBusy()) {
+      refreshPending = true;
+      // Safety net in case no focus/submit event tells us the user is done.
+      clearTimeout(busyRetryTimer);
+      busyRetryTimer = setTimeout(afterUserActivity, 2000);
+      return;
+    }
+    if (liveInFlight) { refreshPending = true; return; }
+    refreshPending = false;
+    liveInFlight = true;
+    pendingFocusRestore = focusKey(document.activeElement);
+    const p = window.htmx.ajax('GET', url, {
+      target: '#' + BOARD_ID, swap: 'outerHTML', headers: { [REFRESH_HEADER]: 'live' },
+    });
+    const done = () => { setTimeout(() => { liveInFlight = false; }, 50); };
+    if (p && typeof p.then === 'function') p.then(done, done); else done();
+  }
+  function scheduleRefresh() {
+    refreshPending = true;
+    clearTimeout(debounceTimer);
+    debounceTimer = setTimeout(refreshNow, DEBOUNCE_MS);
+  }
+  // Called when the user may have finished what blocked a refresh.
+  function afterUserActivity() {
+    if (refreshPending) setTimeout(() => { if (refreshPending && !userIsBusy()) scheduleRefresh(); }, 0);
+  }
+  document.addEventListener('focusout', () => setTimeout(afterUserActivity, 0));
+  document.addEventListener('submit', () => setTimeout(afterUserActivity, 0));
+  document.addEventListener('reset', () => setTimeout(afterUserActivity, 0));
+  document.addEventListener('visibilitychange', () => { if (!document.hidden) afterUserActivity(); });
+
+  function connect(url) {
+    if (source) source.close();
+    clearTimeout(retryTimer);
+    sourceUrl = url;
+    const es = new EventSource(url, { withCredentials: true });
+    source = es;
+    const onMessage = () => scheduleRefresh();
+    es.addEventListener('message', onMessage);
+    (liveAttr('liveEvents') || '').split(',').map((s) => s.trim()).filter(Boolean)
+      .forEach((name) => es.addEventListener(name, onMessage));
+    es.addEventListener('open', () => {
+      retryDelay = 2000;
+      setStatus('live', 'Live');
+      // Changes may have happened while we were disconnected.
+      if (everOpened && lostConnection) scheduleRefresh();
+      everOpened = true;
+      lostConnection = false;
+    });
+    es.addEventListener('error', () => {
+      if (source !== es) return;
+      lostConnection = true;
+      if (es.readyState === EventSource.CLOSED) {
+        // The browser gave up (e.g. HTTP error or wrong content type): retry with backoff.
+        setStatus('offline', 'Offline, retrying');
+        retryTimer = setTimeout(() => { if (source === es) connect(url); }, retryDelay);
+        retryDelay = Math.min(retryDelay * 2, 60000);
+      } else {
+        setStatus('reconnecting', 'Reconnecting…');
+      }
+    });
+  }
+  function ensureLive() {
+    if (typeof window.EventSource === 'undefined') return;
+    const url = liveAttr('liveUrl');
+    if (!url) {
+      if (source) { source.close(); source = null; sourceUrl = null; }
+      return;
+    }
+    if (source && sourceUrl === url && source.readyState !== EventSource.CLOSED) return;
+    connect(url);
+  }
+  window.addEventListener('pagehide', () => { if (source) source.close(); });
+  window.addEventListener('pageshow', (evt) => { if (evt.persisted) { source = null; ensureLive(); } });
+
+  /* ---------------- Start ---------------- */
+  function start() {
+    initSortables(document);
+    ensureLive();
+  }
+  if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', start);
+  else start();
+})();

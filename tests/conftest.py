@@ -1,0 +1,108 @@
+"""Shared fixtures: every database test runs on SQLite and, when FLOWBOARD_TEST_POSTGRES_URL
+is set, on PostgreSQL too. Each backend is migrated once per run (the real schema, through
+Alembic); each test starts from empty tables.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from app.db.base import Base
+from app.db.migrate import upgrade
+from app.db.session import Database
+from app.main import create_app
+from tests.factories import Seed, seed_board
+
+POSTGRES_URL = os.environ.get("FLOWBOARD_TEST_POSTGRES_URL", "")
+BACKENDS = ["sqlite"] + (["postgresql"] if POSTGRES_URL else [])
+
+
+def create_postgres_database(name: str) -> str:
+    """Creates a fresh database next to FLOWBOARD_TEST_POSTGRES_URL and returns its URL."""
+    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+
+
+def drop_postgres_database(name: str) -> None:
+    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def fresh_database_url(backend: str, tmp_dir: Path) -> tuple[str, str | None]:
+    """(url, postgres database name or None) of a new, empty database."""
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_dir / f'flowboard-{uuid.uuid4().hex[:8]}.sqlite3'}", None
+    name = f"flowboard_test_{uuid.uuid4().hex[:10]}"
+    return create_postgres_database(name), name
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def db_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A migrated database per backend for the whole run."""
+    url, pg_name = fresh_database_url(request.param, tmp_path_factory.mktemp("db"))
+    upgrade(url)
+    yield url
+    if pg_name:
+        drop_postgres_database(pg_name)
+
+
+def empty_all_tables(database: Database) -> None:
+    tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
+    with database.engine.begin() as conn:
+        if database.is_sqlite:
+            for table in tables:
+                conn.execute(text(f'DELETE FROM "{table}"'))
+        else:
+            conn.execute(
+                text(
+                    "TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE"
+                )
+            )
+
+
+@pytest.fixture
+def database(db_url: str) -> Iterator[Database]:
+    db = Database(db_url)
+    try:
+        yield db
+    finally:
+        empty_all_tables(db)
+        db.dispose()
+
+
+@pytest.fixture
+def backend(database: Database) -> str:
+    return "sqlite" if database.is_sqlite else "postgresql"
+
+
+@pytest.fixture
+def app(database: Database):  # type: ignore[no-untyped-def]
+    return create_app(database, listen=False)
+
+
+@pytest.fixture
+def client(app) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def seed(database: Database) -> Seed:
+    """An admin, a manager, two members, a reviewer and a viewer on a document-review board."""
+    return seed_board(database)
