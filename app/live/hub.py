@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -40,10 +41,9 @@ class Hub:
         with self._lock:
             targets = list(self._subscriptions.get(board_id, ()))
         for subscription in targets:
-            try:
+            # A closed loop means that stream is going away; its unsubscribe is on its way.
+            with contextlib.suppress(RuntimeError):
                 subscription.loop.call_soon_threadsafe(_offer, subscription.queue, event_id)
-            except RuntimeError:
-                pass  # that stream's loop has closed; its unsubscribe is on its way
 
     def subscriber_count(self, board_id: int) -> int:
         with self._lock:

@@ -1,0 +1,201 @@
+"""The `flowboard` command: serve, migrate, create-user, demo, import-history."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from app.config import VAR_DIR, get_settings
+
+CREDENTIALS_FILE = VAR_DIR / "demo-credentials.txt"
+
+
+def _database_url() -> str:
+    return get_settings().resolved_database_url()
+
+
+def cmd_migrate(_args: argparse.Namespace) -> int:
+    from app.db.migrate import upgrade
+
+    upgrade(_database_url())
+    print("Database schema is at the newest migration.")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    cmd_migrate(args)
+    print(f"Flowboard is serving on http://{args.host}:{args.port}/  (Ctrl+C stops it)")
+    if CREDENTIALS_FILE.exists():
+        print(CREDENTIALS_FILE.read_text().strip())
+    uvicorn.run(
+        "app.main:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        proxy_headers=True,
+        log_level="info",
+    )
+    return 0
+
+
+def cmd_create_user(args: argparse.Namespace) -> int:
+    from app.db.session import get_database
+    from app.flow.errors import FlowError
+    from app.services import users
+
+    password = args.password
+    if password is None:
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Password again: ") != password:
+            print("The passwords differ; nothing was created.", file=sys.stderr)
+            return 1
+    try:
+        with get_database().unit_of_work() as session:
+            user = users.create_user(
+                session=session,
+                email=args.email,
+                name=args.name,
+                password=password,
+                is_admin=args.admin,
+            )
+            print(f"Created {'admin ' if user.is_admin else ''}user {user.name} <{user.email}>.")
+    except FlowError as error:
+        print(f"Not created: {error.detail}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def write_credentials(text: str) -> None:
+    VAR_DIR.mkdir(exist_ok=True)
+    CREDENTIALS_FILE.write_text(text + "\n")
+    CREDENTIALS_FILE.chmod(0o600)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from app.demo import load_demo
+    from app.db.session import get_database
+
+    result = load_demo(get_database(), months=args.months)
+    if result is None:
+        print("The database already has users, so no demo data was added.")
+        if CREDENTIALS_FILE.exists():
+            print(CREDENTIALS_FILE.read_text().strip())
+        else:
+            print("Sign in at http://127.0.0.1:8000/login with your own account.")
+        return 0
+    lines = [
+        "Sign in at http://127.0.0.1:8000/login with one of these demo accounts",
+        f"(every demo account's password is: {result.password})",
+    ]
+    lines += [f"  {email:<24} {name} ({role})" for name, email, role in result.users]
+    text = "\n".join(lines)
+    write_credentials(text)
+    boards = ", ".join(name for _, name in result.boards)
+    print(f"Demo data loaded: {boards}.")
+    print(text)
+    print(f"(These details are kept in {CREDENTIALS_FILE}, readable only by you.)")
+    return 0
+
+
+def _progress(done: int, total: int) -> None:
+    width = 30
+    filled = int(width * done / total) if total else width
+    bar = "#" * filled + "-" * (width - filled)
+    end = "\n" if done >= total else ""
+    print(f"\rImporting [{bar}] {done}/{total}", end=end, file=sys.stderr, flush=True)
+
+
+def cmd_import_history(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from app.db.models import Board, User
+    from app.db.session import get_database
+    from app.flow.errors import FlowError
+    from app.services.importing import import_history
+
+    try:
+        payload = json.loads(Path(args.file).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        print(f"Cannot read {args.file}: {error}", file=sys.stderr)
+        return 1
+    database = get_database()
+    try:
+        with database.unit_of_work() as session:
+            board_filter = (
+                Board.id == int(args.board) if args.board.isdigit() else Board.key == args.board
+            )
+            board = session.scalar(select(Board).where(board_filter))
+            if board is None:
+                print(f"No board {args.board!r} (give its id or key).", file=sys.stderr)
+                return 1
+            actor = session.scalar(select(User).where(User.is_admin.is_(True)).order_by(User.id))
+            if actor is None:
+                print("Create an admin first (flowboard create-user --admin).", file=sys.stderr)
+                return 1
+            count = import_history(
+                session=session, board_id=board.id, actor=actor, payload=payload,
+                progress=_progress,
+            )
+    except FlowError as error:
+        print(f"Nothing was imported: {error.detail}", file=sys.stderr)
+        for problem in error.fields.get("errors", [])[:20]:
+            print(f"  {problem}", file=sys.stderr)
+        return 1
+    print(f"Imported {count} items into {board.name}.")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="flowboard",
+        description="Flowboard: a self-hosted Lean Just-in-Time flow board. Configuration comes "
+        "from FLOWBOARD_DATABASE_URL (default: a SQLite file under ./var/) and "
+        "FLOWBOARD_SECRET_KEY (default: generated under ./var/), or a .env file.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="migrate the database, then serve the app")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    serve.set_defaults(handler=cmd_serve)
+
+    migrate = commands.add_parser("migrate", help="bring the schema to the newest migration")
+    migrate.set_defaults(handler=cmd_migrate)
+
+    create_user = commands.add_parser("create-user", help="create a user account")
+    create_user.add_argument("--email", required=True)
+    create_user.add_argument("--name", required=True)
+    create_user.add_argument("--password", help="asked for when not given")
+    create_user.add_argument("--admin", action="store_true", help="make the user a site admin")
+    create_user.set_defaults(handler=cmd_create_user)
+
+    demo = commands.add_parser(
+        "demo", help="fill an EMPTY database with the five template boards and months of history"
+    )
+    demo.add_argument("--months", type=int, default=6, help="months of history (default 6)")
+    demo.set_defaults(handler=cmd_demo)
+
+    importer = commands.add_parser(
+        "import-history", help="import items with their history from a JSON file into a board"
+    )
+    importer.add_argument("file", help='JSON file shaped like the import API body: {"items": [...]}')
+    importer.add_argument("board", help="the board's id or key")
+    importer.set_defaults(handler=cmd_import_history)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.handler(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
