@@ -79,8 +79,8 @@ def write_credentials(text: str) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from app.demo import load_demo
     from app.db.session import get_database
+    from app.demo import load_demo
 
     result = load_demo(get_database(), months=args.months)
     if result is None:
@@ -140,7 +140,10 @@ def cmd_import_history(args: argparse.Namespace) -> int:
                 print("Create an admin first (flowboard create-user --admin).", file=sys.stderr)
                 return 1
             count = import_history(
-                session=session, board_id=board.id, actor=actor, payload=payload,
+                session=session,
+                board_id=board.id,
+                actor=actor,
+                payload=payload,
                 progress=_progress,
             )
     except FlowError as error:
@@ -186,7 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
     importer = commands.add_parser(
         "import-history", help="import items with their history from a JSON file into a board"
     )
-    importer.add_argument("file", help='JSON file shaped like the import API body: {"items": [...]}')
+    importer.add_argument(
+        "file", help='JSON file shaped like the import API body: {"items": [...]}'
+    )
     importer.add_argument("board", help="the board's id or key")
     importer.set_defaults(handler=cmd_import_history)
     return parser

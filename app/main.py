@@ -63,6 +63,6 @@ def create_app(database: Database | None = None, *, listen: bool = True) -> Fast
     except ImportError:  # the HTML side is optional while it is being built
         web_router = None
     if web_router is not None:
-        web_router.setup(app)  # type: ignore[attr-defined]
+        web_router.setup(app)
     app.mount("/static", StaticFiles(directory=ROOT / "static"), name="static")
     return app

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from sqlalchemy import and_, case, func, or_, select
+from sqlalchemy import ColumnElement, and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from app.db.models import (
@@ -172,7 +172,7 @@ def lock_state(session: Session, state_id: int) -> State | None:
     return session.scalar(select(State).where(State.id == state_id).with_for_update())
 
 
-def open_item_filter() -> list[object]:
+def open_item_filter() -> list[ColumnElement[bool]]:
     return [Item.discarded_at.is_(None), Item.done_at.is_(None)]
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
@@ -277,7 +278,7 @@ def _renumber(states: list[State]) -> None:
 
 
 def _record_state_change(
-    session: Session, board: Board, actor: User, state: State, action: str, **data: object
+    session: Session, board: Board, actor: User, state: State, action: str, **data: Any
 ) -> None:
     events.record(
         session,

@@ -13,7 +13,7 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from app.db import queries
-from app.db.models import Board, Criterion, CriterionCheck, Item, State, User
+from app.db.models import Block, Board, Criterion, CriterionCheck, Item, State, User
 from app.db.queries import ItemRow
 from app.flow import rules
 from app.flow.errors import InvalidInput, InvalidMove, NotFound
@@ -42,7 +42,7 @@ class ItemDetail:
     item: Item
     board: Board
     role: str
-    open_block: object | None
+    open_block: Block | None
     criteria: list[CriterionStatus] = field(default_factory=list)
     waiting_for: str = ""
     owner_name: str | None = None
@@ -96,7 +96,7 @@ class _Context:
     @property
     def facts(self) -> ItemFacts:
         block = self.row.open_block
-        return item_facts(self.item, block.id if block is not None else None)  # type: ignore[attr-defined]
+        return item_facts(self.item, block.id if block is not None else None)
 
     @property
     def state(self) -> State:
@@ -147,8 +147,8 @@ def _detail(ctx: _Context, *, owner_name: str | None = None) -> ItemDetail:
         state=state_facts(ctx.state),
         following=state_facts(following) if following else None,
         following_wip=following_wip,
-        block_waiting_on=block.waiting_on if block is not None else None,  # type: ignore[attr-defined]
-        block_reason=block.reason.name if block is not None else None,  # type: ignore[attr-defined]
+        block_waiting_on=block.waiting_on if block is not None else None,
+        block_reason=block.reason.name if block is not None else None,
         owner_name=name,
     )
     return ItemDetail(
@@ -485,9 +485,9 @@ def discard_item(
     if ctx.row.open_block is not None:
         # A discarded item waits on nothing any more; close its block so delays stay true.
         block = ctx.row.open_block
-        block.resolved_at = now  # type: ignore[attr-defined]
-        block.resolved_by_id = actor.id  # type: ignore[attr-defined]
-        block.resolution = "Item discarded"  # type: ignore[attr-defined]
+        block.resolved_at = now
+        block.resolved_by_id = actor.id
+        block.resolution = "Item discarded"
         ctx.row.open_block = None
     session.flush()
     return _detail(ctx)

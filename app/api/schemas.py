@@ -1,0 +1,462 @@
+"""Request and response models of the JSON API (API.md), and the serialisers that fill them.
+
+Request models are strict and forbid unknown fields, so a client cannot slip `board_id`,
+`owner_id`, `state_id` or `stage` into a body that does not take them (mass assignment is a
+422, not a silent write). Rules about a board's own data (unique names, state layout, roles)
+stay in the services; the schemas only check shapes and ranges.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from sqlalchemy.orm import Session
+
+from app.db import queries
+from app.db.models import Block, BlockReason, Board, Comment, Criterion, Event, State, User
+from app.services.board_templates import TEMPLATES
+from app.services.items import ItemDetail
+
+Role = Literal["viewer", "member", "reviewer", "manager"]
+PullRole = Literal["member", "reviewer"]
+Kind = Literal["backlog", "work", "done"]
+Gate = Literal["entry", "exit"]
+ClassOfService = Literal["standard", "expedite", "fixed_date", "intangible"]
+Template = Literal[
+    "document-review",
+    "audit-preparation",
+    "risk-treatment",
+    "change-implementation",
+    "management-decisions",
+]
+assert set(Template.__args__) == set(TEMPLATES)  # type: ignore[attr-defined]
+
+WipLimit = Annotated[int, Field(ge=1, le=10_000)]
+# The title rule of API.md (1..200 characters after trimming), checked here so the 422 names
+# the field; the service trims and checks again for callers that bypass the API.
+Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=120)]
+Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+Note = Annotated[str, Field(max_length=5000)]
+# JSON has no date type: accept the ISO string while every other field stays strict.
+DueDate = Annotated[date | None, Field(strict=False)]
+
+
+class Input(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+class PatchInput(Input):
+    """A partial update: absent fields stay unchanged; `NOT_NULL` fields may not be sent as null."""
+
+    NOT_NULL: ClassVar[frozenset[str]] = frozenset()
+
+    @model_validator(mode="after")
+    def _no_null_for_required_values(self) -> PatchInput:
+        for name in self.model_fields_set & self.NOT_NULL:
+            if getattr(self, name) is None:
+                raise ValueError(f"{name} cannot be null; leave it out to keep it unchanged")
+        return self
+
+    def changes(self, *, exclude: frozenset[str] = frozenset()) -> dict[str, object]:
+        return {name: getattr(self, name) for name in self.model_fields_set - exclude}
+
+
+# --- users ---------------------------------------------------------------------------------
+
+
+class UserIn(Input):
+    email: Annotated[str, Field(min_length=3, max_length=254)]
+    name: Name
+    # The minimum length is the service's rule (422 there); the maximum bounds hashing work.
+    password: Annotated[str, Field(max_length=1000)]
+    is_admin: bool = False
+
+
+class UserOut(BaseModel):
+    id: int
+    email: str
+    name: str
+    is_admin: bool
+
+    @classmethod
+    def of(cls, user: User) -> UserOut:
+        return cls(id=user.id, email=user.email, name=user.name, is_admin=user.is_admin)
+
+
+# --- boards --------------------------------------------------------------------------------
+
+
+class StateSpecIn(Input):
+    name: Annotated[str, Field(max_length=80)]
+    kind: Kind
+    wip_limit: WipLimit | None = None
+    pull_role: PullRole = "member"
+
+
+class BoardIn(Input):
+    name: Name
+    key: Annotated[str | None, Field(pattern=r"^[A-Z]{2,10}$")] = None
+    template: Template | None = None
+    states: Annotated[list[StateSpecIn] | None, Field(max_length=50)] = None
+    personal_wip_limit: WipLimit | None = None
+    expedite_exceeds_limits: bool = True
+
+
+class BoardPatch(PatchInput):
+    NOT_NULL = frozenset({"name", "expedite_exceeds_limits"})
+
+    name: Name | None = None
+    personal_wip_limit: WipLimit | None = None
+    expedite_exceeds_limits: bool | None = None
+
+
+class CriterionBrief(BaseModel):
+    id: int
+    text: str
+    gate: str
+    position: int
+
+
+class StateOut(BaseModel):
+    id: int
+    board_id: int
+    name: str
+    kind: str
+    position: int
+    wip_limit: int | None
+    pull_role: str
+    wip: int
+    criteria: list[CriterionBrief]
+
+    @classmethod
+    def of(cls, state: State, *, wip: int, criteria: list[Criterion]) -> StateOut:
+        return cls(
+            id=state.id,
+            board_id=state.board_id,
+            name=state.name,
+            kind=state.kind,
+            position=state.position,
+            wip_limit=state.wip_limit,
+            pull_role=state.pull_role,
+            wip=0 if state.kind == "done" else wip,
+            criteria=[
+                CriterionBrief(id=c.id, text=c.text, gate=c.gate, position=c.position)
+                for c in sorted(criteria, key=lambda c: (c.gate != "entry", c.position, c.id))
+            ],
+        )
+
+
+class BlockReasonOut(BaseModel):
+    id: int
+    name: str
+
+    @classmethod
+    def of(cls, reason: BlockReason) -> BlockReasonOut:
+        return cls(id=reason.id, name=reason.name)
+
+
+class BoardOut(BaseModel):
+    id: int
+    name: str
+    key: str
+    personal_wip_limit: int | None
+    expedite_exceeds_limits: bool
+    my_role: str
+    states: list[StateOut]
+    block_reasons: list[BlockReasonOut]
+
+
+def states_out(session: Session, board_id: int) -> list[StateOut]:
+    """Every state of a board with its WIP now and its criteria, in flow order."""
+    wip = queries.wip_by_state(session, board_id)
+    by_state: dict[int, list[Criterion]] = {}
+    for criterion in queries.criteria_of_board(session, board_id):
+        by_state.setdefault(criterion.state_id, []).append(criterion)
+    return [
+        StateOut.of(state, wip=wip.get(state.id, 0), criteria=by_state.get(state.id, []))
+        for state in queries.states_of(session, board_id)
+    ]
+
+
+def state_out(session: Session, state: State) -> StateOut:
+    found = [s for s in states_out(session, state.board_id) if s.id == state.id]
+    return found[0]
+
+
+def board_out(session: Session, board: Board, role: str) -> BoardOut:
+    return BoardOut(
+        id=board.id,
+        name=board.name,
+        key=board.key,
+        personal_wip_limit=board.personal_wip_limit,
+        expedite_exceeds_limits=board.expedite_exceeds_limits,
+        my_role=role,
+        states=states_out(session, board.id),
+        block_reasons=[BlockReasonOut.of(r) for r in queries.block_reasons(session, board.id)],
+    )
+
+
+class MemberIn(Input):
+    role: Role
+
+
+class MemberOut(BaseModel):
+    user_id: int
+    name: str
+    email: str
+    role: str
+
+
+class StateIn(Input):
+    name: Annotated[str, Field(max_length=80)]
+    wip_limit: WipLimit | None = None
+    pull_role: PullRole = "member"
+    position: Annotated[int, Field(ge=0, le=1000)] | None = None
+
+
+class StatePatch(PatchInput):
+    NOT_NULL = frozenset({"name", "pull_role", "position"})
+
+    name: Annotated[str, Field(max_length=80)] | None = None
+    wip_limit: WipLimit | None = None
+    pull_role: PullRole | None = None
+    position: Annotated[int, Field(ge=0, le=1000)] | None = None
+
+
+class CriterionIn(Input):
+    text: Annotated[str, Field(max_length=300)]
+    gate: Gate
+
+
+class CriterionOut(BaseModel):
+    id: int
+    state_id: int
+    text: str
+    gate: str
+    position: int
+
+    @classmethod
+    def of(cls, criterion: Criterion) -> CriterionOut:
+        return cls(
+            id=criterion.id,
+            state_id=criterion.state_id,
+            text=criterion.text,
+            gate=criterion.gate,
+            position=criterion.position,
+        )
+
+
+class BlockReasonIn(Input):
+    name: Annotated[str, Field(max_length=80)]
+
+
+# --- items ---------------------------------------------------------------------------------
+
+
+class ItemIn(Input):
+    title: Title
+    description: Annotated[str, Field(max_length=20_000)] = ""
+    class_of_service: ClassOfService = "standard"
+    due_date: DueDate = None
+
+
+class ItemPatch(PatchInput):
+    NOT_NULL = frozenset({"title", "class_of_service"})
+
+    version: int
+    title: Title | None = None
+    description: Annotated[str, Field(max_length=20_000)] | None = None
+    class_of_service: ClassOfService | None = None
+    due_date: DueDate = None
+    owner_id: int | None = None
+
+
+class PullIn(Input):
+    override_reason: Reason | None = None
+    # Optional guard for drag and drop: the state the client expects the item to enter.
+    to_state_id: int | None = None
+
+
+class SendBackIn(Input):
+    to_state_id: int
+    reason: Reason
+    override_reason: Reason | None = None
+
+
+class DiscardIn(Input):
+    reason: Reason
+
+
+class BlockIn(Input):
+    reason_id: int
+    note: Note = ""
+    waiting_on: Annotated[str, Field(max_length=200)] = ""
+
+
+class ResolveIn(Input):
+    note: Note = ""
+
+
+class CriterionSetIn(Input):
+    met: bool
+
+
+class CommentIn(Input):
+    body: Annotated[str, Field(max_length=20_000)]
+
+
+class BlockOut(BaseModel):
+    id: int
+    item_id: int
+    reason_id: int
+    reason: str
+    note: str
+    waiting_on: str
+    opened_at: datetime
+    opened_by: int | None
+    resolved_at: datetime | None
+    resolved_by: int | None
+    resolution: str
+
+
+def block_out(session: Session, block: Block) -> BlockOut:
+    # The services attach the reason they loaded; a block read on its own looks the name up.
+    reason = block.__dict__.get("reason")
+    if reason is not None:
+        reason_name = reason.name
+    else:
+        reason_name = queries.reason_names(session, {block.reason_id}).get(block.reason_id, "")
+    return BlockOut(
+        id=block.id,
+        item_id=block.item_id,
+        reason_id=block.reason_id,
+        reason=reason_name,
+        note=block.note or "",
+        waiting_on=block.waiting_on or "",
+        opened_at=block.opened_at,
+        opened_by=block.opened_by_id,
+        resolved_at=block.resolved_at,
+        resolved_by=block.resolved_by_id,
+        resolution=block.resolution or "",
+    )
+
+
+class CriterionStatusOut(BaseModel):
+    criterion_id: int
+    text: str
+    gate: str
+    state_id: int
+    met: bool
+    met_by: int | None
+    met_at: datetime | None
+
+
+class ItemOut(BaseModel):
+    id: int
+    key: str
+    board_id: int
+    title: str
+    description: str
+    class_of_service: str
+    due_date: date | None
+    state_id: int
+    stage: str | None
+    owner_id: int | None
+    created_at: datetime
+    committed_at: datetime | None
+    done_at: datetime | None
+    discarded_at: datetime | None
+    blocked: bool
+    block: BlockOut | None
+    criteria: list[CriterionStatusOut]
+    waiting_for: str
+    version: int
+
+
+def item_out(session: Session, detail: ItemDetail) -> ItemOut:
+    item = detail.item
+    block = detail.open_block
+    return ItemOut(
+        id=item.id,
+        key=item.key,
+        board_id=item.board_id,
+        title=item.title,
+        description=item.description or "",
+        class_of_service=item.class_of_service,
+        due_date=item.due_date,
+        state_id=item.state_id,
+        stage=item.stage,
+        owner_id=item.owner_id,
+        created_at=item.created_at,
+        committed_at=item.committed_at,
+        done_at=item.done_at,
+        discarded_at=item.discarded_at,
+        blocked=block is not None,
+        block=block_out(session, block) if isinstance(block, Block) else None,
+        criteria=[
+            CriterionStatusOut(
+                criterion_id=c.criterion_id,
+                text=c.text,
+                gate=c.gate,
+                state_id=c.state_id,
+                met=c.met,
+                met_by=c.met_by,
+                met_at=c.met_at,
+            )
+            for c in detail.criteria
+        ],
+        waiting_for=detail.waiting_for,
+        version=item.version,
+    )
+
+
+class CommentOut(BaseModel):
+    id: int
+    item_id: int
+    author_id: int | None
+    author_name: str | None
+    body: str
+    created_at: datetime
+
+    @classmethod
+    def of(cls, comment: Comment, author_name: str | None) -> CommentOut:
+        return cls(
+            id=comment.id,
+            item_id=comment.item_id,
+            author_id=comment.author_id,
+            author_name=author_name,
+            body=comment.body,
+            created_at=comment.created_at,
+        )
+
+
+# --- events --------------------------------------------------------------------------------
+
+
+class EventOut(BaseModel):
+    id: int
+    board_id: int
+    item_id: int | None
+    type: str
+    actor_id: int | None
+    at: datetime
+    from_state_id: int | None
+    to_state_id: int | None
+    data: dict[str, Any]
+
+    @classmethod
+    def of(cls, event: Event) -> EventOut:
+        return cls(
+            id=event.id,
+            board_id=event.board_id,
+            item_id=event.item_id,
+            type=event.type,
+            actor_id=event.actor_id,
+            at=event.at,
+            from_state_id=event.from_state_id,
+            to_state_id=event.to_state_id,
+            data=event.data or {},
+        )

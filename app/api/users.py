@@ -1,0 +1,57 @@
+"""Accounts: who am I, and (site admins) the user list and new users."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+
+from app.api.deps import CurrentUser, DbSession, Paging, commit
+from app.api.schemas import UserIn, UserOut
+from app.db import queries
+from app.db.models import User
+from app.flow.errors import NotFound
+from app.flow.rules import require_role
+from app.services import users
+
+router = APIRouter(tags=["users"])
+
+
+@router.get("/me", response_model=UserOut)
+def me(user: CurrentUser) -> UserOut:
+    """The signed-in user."""
+    return UserOut.of(user)
+
+
+@router.post("/users", response_model=UserOut, status_code=201)
+def create_user(
+    body: UserIn, session: DbSession, actor: CurrentUser, response: Response
+) -> UserOut:
+    """Site admins only. A taken email is 409 `email-taken`; a password under 8 characters 422."""
+    user = users.create_user(
+        session=session,
+        email=body.email,
+        name=body.name,
+        password=body.password,
+        is_admin=body.is_admin,
+        actor=actor,
+    )
+    commit(session)
+    response.headers["Location"] = f"/api/v1/users/{user.id}"
+    return UserOut.of(user)
+
+
+@router.get("/users", response_model=list[UserOut])
+def list_users(session: DbSession, actor: CurrentUser, page: Paging) -> list[UserOut]:
+    """Site admins only, in id order."""
+    # Admin-only, phrased as create_user phrases it (an admin counts as a manager everywhere).
+    require_role("manager" if actor.is_admin else None, "manager", doing="list users")
+    return [UserOut.of(u) for u in queries.users(session, limit=page.limit, offset=page.offset)]
+
+
+@router.get("/users/{user_id}", response_model=UserOut)
+def get_user(user_id: int, session: DbSession, actor: CurrentUser) -> UserOut:
+    """Site admins only (the `Location` of a new user)."""
+    require_role("manager" if actor.is_admin else None, "manager", doing="read user accounts")
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFound("No such user.")
+    return UserOut.of(user)
