@@ -13,7 +13,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import app.live.notify  # noqa: F401  (registers the session hooks that announce events)
 from app.api import health
-from app.api.problems import handle_flow_error, handle_http_error, handle_validation_error
+from app.api.problems import (
+    handle_flow_error,
+    handle_http_error,
+    handle_unexpected_error,
+    handle_validation_error,
+)
 from app.api.router import api_router
 from app.config import get_settings
 from app.db.session import Database, get_database
@@ -54,6 +59,7 @@ def create_app(database: Database | None = None, *, listen: bool = True) -> Fast
     app.add_exception_handler(FlowError, handle_flow_error)
     app.add_exception_handler(RequestValidationError, handle_validation_error)
     app.add_exception_handler(StarletteHTTPException, handle_http_error)
+    app.add_exception_handler(Exception, handle_unexpected_error)
     app.add_middleware(SecurityHeaders)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.include_router(health.router)

@@ -81,3 +81,13 @@ async def handle_http_error(_request: Request, error: Exception) -> JSONResponse
     for name, value in (error.headers or {}).items():
         response.headers[name] = value
     return response
+
+
+async def handle_unexpected_error(_request: Request, _error: Exception) -> JSONResponse:
+    # The request's transaction was never committed, so nothing it did was stored.
+    return problem(
+        500,
+        "server-error",
+        "Something went wrong on our side and nothing was saved; try again, and tell your "
+        "administrator if it keeps happening.",
+    )

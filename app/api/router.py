@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from app.api import auth
+from app.api import auth, boards, events, items, users
 
 api_router = APIRouter(prefix="/api/v1")
 api_router.include_router(auth.router)
+api_router.include_router(users.router)
+api_router.include_router(boards.router)
+api_router.include_router(items.router)
+api_router.include_router(events.router)

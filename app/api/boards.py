@@ -1,0 +1,200 @@
+"""Boards and their configuration: members, states, criteria and block reasons.
+
+Reads check visibility through services.access (404 for non-members); every write is one
+service call, committed here, then serialised.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+
+from app.api.deps import CurrentUser, DbSession, Paging, commit
+from app.api.schemas import (
+    BlockReasonIn,
+    BlockReasonOut,
+    BoardIn,
+    BoardOut,
+    BoardPatch,
+    CriterionIn,
+    CriterionOut,
+    MemberIn,
+    MemberOut,
+    StateIn,
+    StateOut,
+    StatePatch,
+    board_out,
+    state_out,
+)
+from app.db import queries
+from app.db.models import User
+from app.services import boards
+from app.services.access import effective_role, visible_board
+from app.services.boards import StateSpec
+
+router = APIRouter(tags=["boards"])
+
+
+@router.post("/boards", response_model=BoardOut, status_code=201)
+def create_board(
+    body: BoardIn, session: DbSession, actor: CurrentUser, response: Response
+) -> BoardOut:
+    """Site admins only; the creator becomes the board's manager. A bad state layout is 422."""
+    board = boards.create_board(
+        session=session,
+        actor=actor,
+        name=body.name,
+        key=body.key,
+        template=body.template,
+        states=[StateSpec(s.name, s.kind, s.wip_limit, s.pull_role) for s in body.states]
+        if body.states
+        else None,
+        personal_wip_limit=body.personal_wip_limit,
+        expedite_exceeds_limits=body.expedite_exceeds_limits,
+    )
+    commit(session)
+    response.headers["Location"] = f"/api/v1/boards/{board.id}"
+    return board_out(session, board, "manager")
+
+
+@router.get("/boards", response_model=list[BoardOut])
+def list_boards(session: DbSession, actor: CurrentUser, page: Paging) -> list[BoardOut]:
+    """The boards you are a member of (site admins: every board), by name."""
+    rows = queries.boards_visible(session, actor, limit=page.limit, offset=page.offset)
+    return [
+        board_out(session, board, effective_role(actor, role) or "viewer") for board, role in rows
+    ]
+
+
+@router.get("/boards/{board_id}", response_model=BoardOut)
+def get_board(board_id: int, session: DbSession, actor: CurrentUser) -> BoardOut:
+    board, role = visible_board(session, board_id=board_id, actor=actor)
+    return board_out(session, board, role)
+
+
+@router.patch("/boards/{board_id}", response_model=BoardOut)
+def update_board(
+    board_id: int, body: BoardPatch, session: DbSession, actor: CurrentUser
+) -> BoardOut:
+    """Managers only: name, personal WIP limit, whether expedite items may exceed limits."""
+    board = boards.update_board(
+        session=session, board_id=board_id, actor=actor, changes=body.changes()
+    )
+    commit(session)
+    return board_out(session, board, effective_role(actor, "manager") or "manager")
+
+
+def _member_out(user: User, role: str) -> MemberOut:
+    return MemberOut(user_id=user.id, name=user.name, email=user.email, role=role)
+
+
+@router.get("/boards/{board_id}/members", response_model=list[MemberOut])
+def list_members(
+    board_id: int, session: DbSession, actor: CurrentUser, page: Paging
+) -> list[MemberOut]:
+    board, _ = visible_board(session, board_id=board_id, actor=actor)
+    rows = queries.members(session, board.id)[page.offset : page.offset + page.limit]
+    return [_member_out(user, membership.role) for membership, user in rows]
+
+
+@router.put("/boards/{board_id}/members/{user_id}", response_model=MemberOut)
+def set_member(
+    board_id: int, user_id: int, body: MemberIn, session: DbSession, actor: CurrentUser
+) -> MemberOut:
+    """Managers only: adds the user with `role`, or changes their role."""
+    membership = boards.set_member(
+        session=session, board_id=board_id, user_id=user_id, role=body.role, actor=actor
+    )
+    commit(session)
+    user = session.get(User, membership.user_id)
+    assert user is not None
+    return _member_out(user, membership.role)
+
+
+@router.delete("/boards/{board_id}/members/{user_id}", status_code=204)
+def remove_member(board_id: int, user_id: int, session: DbSession, actor: CurrentUser) -> Response:
+    """Managers only. The last manager cannot be removed (422)."""
+    boards.remove_member(session=session, board_id=board_id, user_id=user_id, actor=actor)
+    commit(session)
+    return Response(status_code=204)
+
+
+@router.post("/boards/{board_id}/states", response_model=StateOut, status_code=201)
+def add_state(
+    board_id: int, body: StateIn, session: DbSession, actor: CurrentUser, response: Response
+) -> StateOut:
+    """Managers only: a new work state (default: just before done)."""
+    state = boards.add_state(
+        session=session,
+        board_id=board_id,
+        actor=actor,
+        name=body.name,
+        wip_limit=body.wip_limit,
+        pull_role=body.pull_role,
+        position=body.position,
+    )
+    commit(session)
+    response.headers["Location"] = f"/api/v1/states/{state.id}"
+    return state_out(session, state)
+
+
+@router.patch("/states/{state_id}", response_model=StateOut)
+def update_state(
+    state_id: int, body: StatePatch, session: DbSession, actor: CurrentUser
+) -> StateOut:
+    """Managers only: rename, change the WIP limit (below current WIP is allowed), reorder."""
+    state = boards.update_state(
+        session=session, state_id=state_id, actor=actor, changes=body.changes()
+    )
+    commit(session)
+    return state_out(session, state)
+
+
+@router.delete("/states/{state_id}", status_code=204)
+def delete_state(state_id: int, session: DbSession, actor: CurrentUser) -> Response:
+    """Managers only. A state holding items is refused with `state-not-empty`."""
+    boards.delete_state(session=session, state_id=state_id, actor=actor)
+    commit(session)
+    return Response(status_code=204)
+
+
+@router.post("/states/{state_id}/criteria", response_model=CriterionOut, status_code=201)
+def add_criterion(
+    state_id: int, body: CriterionIn, session: DbSession, actor: CurrentUser, response: Response
+) -> CriterionOut:
+    """Managers only: an `entry` (definition of ready) or `exit` (definition of done) check."""
+    criterion = boards.add_criterion(
+        session=session, state_id=state_id, actor=actor, text=body.text, gate=body.gate
+    )
+    commit(session)
+    response.headers["Location"] = f"/api/v1/criteria/{criterion.id}"
+    return CriterionOut.of(criterion)
+
+
+@router.delete("/criteria/{criterion_id}", status_code=204)
+def delete_criterion(criterion_id: int, session: DbSession, actor: CurrentUser) -> Response:
+    boards.delete_criterion(session=session, criterion_id=criterion_id, actor=actor)
+    commit(session)
+    return Response(status_code=204)
+
+
+@router.get("/boards/{board_id}/block-reasons", response_model=list[BlockReasonOut])
+def list_block_reasons(
+    board_id: int, session: DbSession, actor: CurrentUser, page: Paging
+) -> list[BlockReasonOut]:
+    board, _ = visible_board(session, board_id=board_id, actor=actor)
+    reasons = queries.block_reasons(session, board.id)[page.offset : page.offset + page.limit]
+    return [BlockReasonOut.of(r) for r in reasons]
+
+
+@router.post("/boards/{board_id}/block-reasons", response_model=BlockReasonOut, status_code=201)
+def add_block_reason(
+    board_id: int, body: BlockReasonIn, session: DbSession, actor: CurrentUser, response: Response
+) -> BlockReasonOut:
+    """Managers only."""
+    reason = boards.add_block_reason(
+        session=session, board_id=board_id, actor=actor, name=body.name
+    )
+    commit(session)
+    # No single-reason address exists; the list is where the new reason can be read.
+    response.headers["Location"] = f"/api/v1/boards/{board_id}/block-reasons"
+    return BlockReasonOut.of(reason)

@@ -1,0 +1,236 @@
+"""Items and their flow actions: pull, ready, take back, send back, discard, blocks, criteria,
+comments and each item's own history. Every action is one service call; the rules live there.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+
+from app.api.deps import CurrentUser, DbSession, Paging, commit
+from app.api.schemas import (
+    BlockIn,
+    BlockOut,
+    CommentIn,
+    CommentOut,
+    CriterionSetIn,
+    DiscardIn,
+    EventOut,
+    ItemIn,
+    ItemOut,
+    ItemPatch,
+    PullIn,
+    ResolveIn,
+    SendBackIn,
+    block_out,
+    item_out,
+)
+from app.db import queries
+from app.services import blocks, items
+from app.services.access import visible_board, visible_item
+
+router = APIRouter(tags=["items"])
+
+
+@router.post("/boards/{board_id}/items", response_model=ItemOut, status_code=201)
+def create_item(
+    board_id: int, body: ItemIn, session: DbSession, actor: CurrentUser, response: Response
+) -> ItemOut:
+    """Members and above: a new option in the backlog. A full backlog: `wip-limit-reached`."""
+    detail = items.create_item(
+        session=session,
+        board_id=board_id,
+        actor=actor,
+        title=body.title,
+        description=body.description,
+        class_of_service=body.class_of_service,
+        due_date=body.due_date,
+    )
+    commit(session)
+    response.headers["Location"] = f"/api/v1/items/{detail.item.id}"
+    return item_out(session, detail)
+
+
+@router.get("/boards/{board_id}/items", response_model=list[ItemOut])
+def list_items(
+    board_id: int,
+    session: DbSession,
+    actor: CurrentUser,
+    page: Paging,
+    state_id: int | None = None,
+    blocked: bool | None = None,
+    owner_id: int | None = None,
+    q: Annotated[str | None, Query(max_length=200)] = None,
+    include_closed: bool = False,
+) -> list[ItemOut]:
+    """Open items in id order (`include_closed` adds done and discarded ones)."""
+    board, _ = visible_board(session, board_id=board_id, actor=actor)
+    rows = queries.items_of_board(
+        session,
+        board.id,
+        state_id=state_id,
+        blocked=blocked,
+        owner_id=owner_id,
+        q=q,
+        include_closed=include_closed,
+        limit=page.limit,
+        offset=page.offset,
+    )
+    # One detail per item, from the same service as GET /items/{item_id}, so a card in a list
+    # never disagrees with the item read alone (criteria, waiting_for).
+    return [
+        item_out(session, items.get_item(session=session, item_id=item.id, actor=actor))
+        for item, _block in rows
+    ]
+
+
+@router.get("/items/{item_id}", response_model=ItemOut)
+def get_item(item_id: int, session: DbSession, actor: CurrentUser) -> ItemOut:
+    return item_out(session, items.get_item(session=session, item_id=item_id, actor=actor))
+
+
+@router.patch("/items/{item_id}", response_model=ItemOut)
+def edit_item(item_id: int, body: ItemPatch, session: DbSession, actor: CurrentUser) -> ItemOut:
+    """Fields not sent stay as they are. A stale `version` is 409 `version-conflict`."""
+    detail = items.edit_item(
+        session=session,
+        item_id=item_id,
+        actor=actor,
+        version=body.version,
+        changes=body.changes(exclude=frozenset({"version"})),
+    )
+    commit(session)
+    return item_out(session, detail)
+
+
+@router.post("/items/{item_id}/pull", response_model=ItemOut)
+def pull_item(
+    item_id: int, session: DbSession, actor: CurrentUser, body: PullIn | None = None
+) -> ItemOut:
+    """Into the next state. Managers may pass a full limit with `override_reason`."""
+    body = body or PullIn()
+    detail = items.pull_item(
+        session=session,
+        item_id=item_id,
+        actor=actor,
+        override_reason=body.override_reason,
+        to_state_id=body.to_state_id,
+    )
+    commit(session)
+    return item_out(session, detail)
+
+
+@router.post("/items/{item_id}/ready", response_model=ItemOut)
+def mark_ready(item_id: int, session: DbSession, actor: CurrentUser) -> ItemOut:
+    """Finished here: the owner (or a manager) hands off; before done it is delivered at once."""
+    detail = items.mark_ready(session=session, item_id=item_id, actor=actor)
+    commit(session)
+    return item_out(session, detail)
+
+
+@router.post("/items/{item_id}/unready", response_model=ItemOut)
+def unready(item_id: int, session: DbSession, actor: CurrentUser) -> ItemOut:
+    """Back to doing, while nobody has pulled it."""
+    detail = items.unready(session=session, item_id=item_id, actor=actor)
+    commit(session)
+    return item_out(session, detail)
+
+
+@router.post("/items/{item_id}/send-back", response_model=ItemOut)
+def send_back(item_id: int, body: SendBackIn, session: DbSession, actor: CurrentUser) -> ItemOut:
+    """Rework: to an earlier work state, with a reason; the owner there takes it again."""
+    detail = items.send_back(
+        session=session,
+        item_id=item_id,
+        actor=actor,
+        to_state_id=body.to_state_id,
+        reason=body.reason,
+        override_reason=body.override_reason,
+    )
+    commit(session)
+    return item_out(session, detail)
+
+
+@router.post("/items/{item_id}/discard", response_model=ItemOut)
+def discard(item_id: int, body: DiscardIn, session: DbSession, actor: CurrentUser) -> ItemOut:
+    """Options in the backlog (members), or any open item (managers), with a reason."""
+    detail = items.discard_item(session=session, item_id=item_id, actor=actor, reason=body.reason)
+    commit(session)
+    return item_out(session, detail)
+
+
+@router.put("/items/{item_id}/criteria/{criterion_id}", response_model=ItemOut)
+def set_criterion(
+    item_id: int, criterion_id: int, body: CriterionSetIn, session: DbSession, actor: CurrentUser
+) -> ItemOut:
+    """Check or uncheck an exit criterion of the item's state or an entry one of the next."""
+    detail = items.set_criterion(
+        session=session, item_id=item_id, criterion_id=criterion_id, met=body.met, actor=actor
+    )
+    commit(session)
+    return item_out(session, detail)
+
+
+@router.post("/items/{item_id}/blocks", response_model=BlockOut, status_code=201)
+def block_item(
+    item_id: int, body: BlockIn, session: DbSession, actor: CurrentUser, response: Response
+) -> BlockOut:
+    """Record why the item waits. One open block per item (`already-blocked`)."""
+    block = blocks.block_item(
+        session=session,
+        item_id=item_id,
+        actor=actor,
+        reason_id=body.reason_id,
+        note=body.note,
+        waiting_on=body.waiting_on,
+    )
+    commit(session)
+    response.headers["Location"] = f"/api/v1/blocks/{block.id}"
+    return block_out(session, block)
+
+
+@router.get("/blocks/{block_id}", response_model=BlockOut)
+def get_block(block_id: int, session: DbSession, actor: CurrentUser) -> BlockOut:
+    return block_out(session, blocks.get_block(session=session, block_id=block_id, actor=actor))
+
+
+@router.post("/blocks/{block_id}/resolve", response_model=BlockOut)
+def resolve_block(
+    block_id: int, session: DbSession, actor: CurrentUser, body: ResolveIn | None = None
+) -> BlockOut:
+    block = blocks.resolve_block(
+        session=session, block_id=block_id, actor=actor, note=(body or ResolveIn()).note
+    )
+    commit(session)
+    return block_out(session, block)
+
+
+@router.get("/items/{item_id}/comments", response_model=list[CommentOut])
+def list_comments(
+    item_id: int, session: DbSession, actor: CurrentUser, page: Paging
+) -> list[CommentOut]:
+    row = visible_item(session, item_id=item_id, actor=actor)
+    found = queries.comments_of_item(session, row.item.id, limit=page.limit, offset=page.offset)
+    return [CommentOut.of(comment, name) for comment, name in found]
+
+
+@router.post("/items/{item_id}/comments", response_model=CommentOut, status_code=201)
+def add_comment(
+    item_id: int, body: CommentIn, session: DbSession, actor: CurrentUser, response: Response
+) -> CommentOut:
+    comment = blocks.add_comment(session=session, item_id=item_id, actor=actor, body=body.body)
+    commit(session)
+    # Comments have no address of their own; the item's list is where the new one is read.
+    response.headers["Location"] = f"/api/v1/items/{item_id}/comments"
+    return CommentOut.of(comment, actor.name)
+
+
+@router.get("/items/{item_id}/events", response_model=list[EventOut])
+def item_events(
+    item_id: int, session: DbSession, actor: CurrentUser, page: Paging
+) -> list[EventOut]:
+    """The item's timeline, oldest first."""
+    row = visible_item(session, item_id=item_id, actor=actor)
+    found = queries.events_of_item(session, row.item.id, limit=page.limit, offset=page.offset)
+    return [EventOut.of(event) for event in found]
