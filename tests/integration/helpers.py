@@ -162,4 +162,4 @@ def item_ids_in(database: Database, state_id: int) -> list[int]:
 
 def event_count(database: Database, type_: str) -> int:
     with database.unit_of_work(write=False) as session:
-        return session.scalar(select(func.count()).where(Event.type == type_)) or 0
+        return session.scalar(select(func.count()).select_from(Event).where(Event.type == type_)) or 0
