@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-import app.live.notify  # noqa: F401  (registers the session hooks that announce events)
+from app.live import notify as _notify  # noqa: F401  (registers the hooks that announce events)
 from app.api import health
 from app.api.problems import (
     handle_flow_error,

@@ -11,18 +11,29 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from app.auth import passwords
 from app.db.base import Base
 from app.db.migrate import upgrade
 from app.db.session import Database
 from app.main import create_app
 from tests.factories import Seed, seed_board
 
+# Argon2 at its production cost takes ~0.2 s a hash and most tests seed several users. Only
+# tests/unit/test_passwords.py checks the real parameters; verification reads the cost from
+# each hash, so hashes made either way still verify.
+CHEAP_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 POSTGRES_URL = os.environ.get("FLOWBOARD_TEST_POSTGRES_URL", "")
 BACKENDS = ["sqlite"] + (["postgresql"] if POSTGRES_URL else [])
+
+
+@pytest.fixture(autouse=True)
+def cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(passwords, "_hasher", CHEAP_HASHER)
 
 
 def create_postgres_database(name: str) -> str:
@@ -63,17 +74,11 @@ def db_url(
 
 
 def empty_all_tables(database: Database) -> None:
+    # DELETE, children first: on tables this small it is far quicker than TRUNCATE on PostgreSQL.
     tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
     with database.engine.begin() as conn:
-        if database.is_sqlite:
-            for table in tables:
-                conn.execute(text(f'DELETE FROM "{table}"'))
-        else:
-            conn.execute(
-                text(
-                    "TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE"
-                )
-            )
+        for table in tables:
+            conn.execute(text(f'DELETE FROM "{table}"'))
 
 
 @pytest.fixture

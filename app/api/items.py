@@ -28,7 +28,7 @@ from app.api.schemas import (
 )
 from app.db import queries
 from app.services import blocks, items
-from app.services.access import visible_board, visible_item
+from app.services.access import visible_item
 
 router = APIRouter(tags=["items"])
 
@@ -65,10 +65,10 @@ def list_items(
     include_closed: bool = False,
 ) -> list[ItemOut]:
     """Open items in id order (`include_closed` adds done and discarded ones)."""
-    board, _ = visible_board(session, board_id=board_id, actor=actor)
-    rows = queries.items_of_board(
-        session,
-        board.id,
+    details = items.list_items(
+        session=session,
+        board_id=board_id,
+        actor=actor,
         state_id=state_id,
         blocked=blocked,
         owner_id=owner_id,
@@ -77,12 +77,9 @@ def list_items(
         limit=page.limit,
         offset=page.offset,
     )
-    # One detail per item, from the same service as GET /items/{item_id}, so a card in a list
-    # never disagrees with the item read alone (criteria, waiting_for).
-    return [
-        item_out(session, items.get_item(session=session, item_id=item.id, actor=actor))
-        for item, _block in rows
-    ]
+    # The same builder as GET /items/{item_id}, so a listed item never disagrees with the item
+    # read alone (criteria, waiting_for), in a fixed number of statements per page.
+    return [item_out(session, detail) for detail in details]
 
 
 @router.get("/items/{item_id}", response_model=ItemOut)

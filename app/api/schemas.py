@@ -100,7 +100,8 @@ class BoardIn(Input):
     name: Name
     key: Annotated[str | None, Field(pattern=r"^[A-Z]{2,10}$")] = None
     template: Template | None = None
-    states: Annotated[list[StateSpecIn] | None, Field(max_length=50)] = None
+    # An empty list is a bad layout, not "use the default": only leaving `states` out does that.
+    states: Annotated[list[StateSpecIn] | None, Field(min_length=1, max_length=50)] = None
     personal_wip_limit: WipLimit | None = None
     expedite_exceeds_limits: bool = True
 
@@ -322,10 +323,12 @@ class BlockOut(BaseModel):
     resolution: str
 
 
-def block_out(session: Session, block: Block) -> BlockOut:
+def block_out(session: Session, block: Block, reason_name: str | None = None) -> BlockOut:
     # The services attach the reason they loaded; a block read on its own looks the name up.
     reason = block.__dict__.get("reason")
-    if reason is not None:
+    if reason_name is not None:
+        pass
+    elif reason is not None:
         reason_name = reason.name
     else:
         reason_name = queries.reason_names(session, {block.reason_id}).get(block.reason_id, "")
@@ -395,7 +398,7 @@ def item_out(session: Session, detail: ItemDetail) -> ItemOut:
         done_at=item.done_at,
         discarded_at=item.discarded_at,
         blocked=block is not None,
-        block=block_out(session, block) if isinstance(block, Block) else None,
+        block=block_out(session, block, detail.block_reason) if isinstance(block, Block) else None,
         criteria=[
             CriterionStatusOut(
                 criterion_id=c.criterion_id,

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Select, and_, case, func, literal, or_, select
+from sqlalchemy import ColumnElement, Select, and_, case, false, func, or_, select
 from sqlalchemy.orm import Session
 
 from app.db.models import Block, BlockReason, Board, Event, Item, Membership, State, User
@@ -44,16 +44,16 @@ class ColumnKey:
     expedite: bool
 
 
-def _lane() -> object:
+def _lane() -> ColumnElement[int]:
     return case((Item.class_of_service == "expedite", 1), else_=0)
 
 
-def _shown(board_id: int, done_state_id: int | None) -> list[object]:
+def _shown(board_id: int, done_state_id: int | None) -> list[ColumnElement[bool]]:
     """Open items, plus delivered ones in the done state (the board shows recent deliveries)."""
     delivered = (
         and_(Item.done_at.is_not(None), Item.state_id == done_state_id)
         if done_state_id is not None
-        else literal(False)
+        else false()
     )
     return [
         Item.board_id == board_id,
@@ -62,16 +62,14 @@ def _shown(board_id: int, done_state_id: int | None) -> list[object]:
     ]
 
 
-def _filtered(stmt: Select, filters: BoardFilters) -> Select:  # type: ignore[type-arg]
+def _filtered(stmt: Select, filters: BoardFilters) -> Select:
     if filters.owner_id is not None:
         stmt = stmt.where(Item.owner_id == filters.owner_id)
     if filters.class_of_service:
         stmt = stmt.where(Item.class_of_service == filters.class_of_service)
     if filters.blocked_only:
         stmt = stmt.where(
-            select(Block.id)
-            .where(Block.item_id == Item.id, Block.resolved_at.is_(None))
-            .exists()
+            select(Block.id).where(Block.item_id == Item.id, Block.resolved_at.is_(None)).exists()
         )
     if filters.text:
         pattern = f"%{filters.text.strip().lower()}%"
@@ -89,9 +87,7 @@ def column_counts(
     stmt = select(Item.state_id, Item.stage, lane, func.count()).where(
         *_shown(board_id, done_state_id)
     )
-    rows = session.execute(
-        _filtered(stmt, filters).group_by(Item.state_id, Item.stage, lane)  # type: ignore[arg-type]
-    )
+    rows = session.execute(_filtered(stmt, filters).group_by(Item.state_id, Item.stage, lane))
     return {ColumnKey(s, stage, bool(x)): int(n) for s, stage, x, n in rows}
 
 
@@ -185,7 +181,9 @@ def states_of_boards(session: Session, board_ids: Sequence[int]) -> list[State]:
     )
 
 
-def cards_where(session: Session, *conditions: object, limit: int = 200) -> list[CardRow]:
+def cards_where(
+    session: Session, *conditions: ColumnElement[bool], limit: int = 200
+) -> list[CardRow]:
     owner = User.__table__.alias("owner")
     rows = session.execute(
         select(Item, owner.c.name, Block, BlockReason.name)

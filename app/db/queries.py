@@ -129,6 +129,9 @@ def criteria_with_checks(
     return [(criterion, check) for criterion, check in rows]
 
 
+_OWNER = User.__table__.alias("owner")
+
+
 @dataclass
 class ItemRow:
     item: Item
@@ -145,7 +148,7 @@ def item_row(session: Session, item_id: int, user_id: int, *, lock: bool = False
     With `lock`, the item row is locked (FOR UPDATE on PostgreSQL; SQLite already holds the
     write lock from BEGIN IMMEDIATE), so racing actions on one item run one after another.
     """
-    owner = User.__table__.alias("owner")
+    owner = _OWNER
     stmt = (
         select(Item, Board, Membership.role, Block, BlockReason, owner.c.name)
         .join(Board, Board.id == Item.board_id)
@@ -170,6 +173,15 @@ def item_row(session: Session, item_id: int, user_id: int, *, lock: bool = False
 def lock_state(session: Session, state_id: int) -> State | None:
     """Locks the receiving state's row so WIP is counted and changed by one pull at a time."""
     return session.scalar(select(State).where(State.id == state_id).with_for_update())
+
+
+def lock_user(session: Session, user_id: int) -> None:
+    """Locks the person's row so their board-wide doing count is checked by one pull at a time.
+
+    FOR NO KEY UPDATE: it serialises these pulls without blocking the key-share locks that
+    rows referencing the user (events, owner_id) take while being written.
+    """
+    session.execute(select(User.id).where(User.id == user_id).with_for_update(key_share=True))
 
 
 def open_item_filter() -> list[ColumnElement[bool]]:
@@ -297,6 +309,20 @@ def checks_for_items(session: Session, item_ids: Sequence[int]) -> dict[int, set
     )
     for item_id, criterion_id in rows:
         result[item_id].add(criterion_id)
+    return result
+
+
+def check_rows_for_items(
+    session: Session, item_ids: Sequence[int]
+) -> dict[int, dict[int, CriterionCheck]]:
+    """item id -> {criterion id: its check} for the criteria met on it."""
+    result: dict[int, dict[int, CriterionCheck]] = {}
+    if not item_ids:
+        return result
+    for check in session.scalars(
+        select(CriterionCheck).where(CriterionCheck.item_id.in_(item_ids))
+    ):
+        result.setdefault(check.item_id, {})[check.criterion_id] = check
     return result
 
 

@@ -309,6 +309,8 @@ def add_state(
     )
     name = _clean_name(name, "state name")
     _check_limit(wip_limit)
+    if pull_role not in ("member", "reviewer"):
+        raise InvalidInput("pull_role is member or reviewer.")
     states = queries.states_of(session, board.id)
     if any(s.name.casefold() == name.casefold() for s in states):
         raise InvalidInput(f"This board already has a state named {name}.")
@@ -462,9 +464,13 @@ def delete_criterion(*, session: Session, criterion_id: int, actor: User) -> Non
     criterion = session.get(Criterion, criterion_id)
     if criterion is None:
         raise NotFound("No such criterion, or you are not a member of its board.")
-    state, board = _state_on_visible_board(
-        session, criterion.state_id, actor, required="manager", doing="change criteria"
-    )
+    try:
+        state, board = _state_on_visible_board(
+            session, criterion.state_id, actor, required="manager", doing="change criteria"
+        )
+    except NotFound:
+        # Answer a non-member exactly as for an unknown id: the state's existence is not news.
+        raise NotFound("No such criterion, or you are not a member of its board.") from None
     _record_state_change(
         session,
         board,

@@ -6,6 +6,7 @@ its events, and flushes. The caller (an API or HTML route) commits.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
@@ -46,6 +47,7 @@ class ItemDetail:
     criteria: list[CriterionStatus] = field(default_factory=list)
     waiting_for: str = ""
     owner_name: str | None = None
+    block_reason: str | None = None
 
 
 def state_facts(state: State) -> StateFacts:
@@ -114,52 +116,133 @@ class _Context:
         ]
 
 
-def _detail(ctx: _Context, *, owner_name: str | None = None) -> ItemDetail:
-    session, item = ctx.session, ctx.item
-    following = ctx.following() if item.done_at is None and item.discarded_at is None else None
-    statuses = []
-    for criterion, check in ctx.criteria:
-        relevant = (criterion.state_id == item.state_id and criterion.gate == "exit") or (
-            following is not None
-            and criterion.state_id == following.id
-            and criterion.gate == "entry"
+def _build_detail(
+    *,
+    item: Item,
+    board: Board,
+    role: str,
+    block: Block | None,
+    block_reason: str | None,
+    states: list[State],
+    criteria: list[tuple[Criterion, CriterionCheck | None]],
+    owner_name: str | None,
+    wip_of: Callable[[int], int],
+) -> ItemDetail:
+    """The reader's view of one item; `wip_of(state_id)` is asked only when it waits in Ready."""
+    facts_states = [state_facts(s) for s in states]
+    state_by_id = {s.id: s for s in states}
+    closed = item.done_at is not None or item.discarded_at is not None
+    after = None if closed else rules.state_after(facts_states, item.state_id)
+    following = state_by_id[after.id] if after else None
+    statuses = [
+        CriterionStatus(
+            criterion_id=criterion.id,
+            text=criterion.text,
+            gate=criterion.gate,
+            state_id=criterion.state_id,
+            met=check is not None,
+            met_by=check.met_by_id if check else None,
+            met_at=check.met_at if check else None,
         )
-        if relevant and item.done_at is None:
-            statuses.append(
-                CriterionStatus(
-                    criterion_id=criterion.id,
-                    text=criterion.text,
-                    gate=criterion.gate,
-                    state_id=criterion.state_id,
-                    met=check is not None,
-                    met_by=check.met_by_id if check else None,
-                    met_at=check.met_at if check else None,
-                )
+        for criterion, check in criteria
+        if not closed
+        and (
+            (criterion.state_id == item.state_id and criterion.gate == "exit")
+            or (
+                following is not None
+                and criterion.state_id == following.id
+                and criterion.gate == "entry"
             )
+        )
+    ]
     statuses.sort(key=lambda s: (s.gate != "exit", s.state_id))
     following_wip = None
-    if following is not None and item.stage == "ready" and ctx.row.open_block is None:
-        following_wip = queries.state_wip(session, following.id)
-    block = ctx.row.open_block
-    name = owner_name if owner_name is not None else ctx.row.owner_name
+    if following is not None and item.stage == "ready" and block is None:
+        following_wip = wip_of(following.id)
     waiting = rules.waiting_for(
-        item=ctx.facts,
-        state=state_facts(ctx.state),
+        item=item_facts(item, block.id if block is not None else None),
+        state=state_facts(state_by_id[item.state_id]),
         following=state_facts(following) if following else None,
         following_wip=following_wip,
         block_waiting_on=block.waiting_on if block is not None else None,
-        block_reason=block.reason.name if block is not None else None,
-        owner_name=name,
+        block_reason=block_reason,
+        owner_name=owner_name,
     )
     return ItemDetail(
         item=item,
-        board=ctx.board,
-        role=ctx.role,
+        board=board,
+        role=role,
         open_block=block,
         criteria=statuses,
         waiting_for=waiting,
-        owner_name=name,
+        owner_name=owner_name,
+        block_reason=block_reason,
     )
+
+
+def _detail(ctx: _Context, *, owner_name: str | None = None) -> ItemDetail:
+    block = ctx.row.open_block
+    return _build_detail(
+        item=ctx.item,
+        board=ctx.board,
+        role=ctx.role,
+        block=block,
+        block_reason=block.reason.name if block is not None else None,
+        states=ctx.states,
+        criteria=ctx.criteria,
+        owner_name=owner_name if owner_name is not None else ctx.row.owner_name,
+        wip_of=lambda state_id: queries.state_wip(ctx.session, state_id),
+    )
+
+
+def list_items(
+    *,
+    session: Session,
+    board_id: int,
+    actor: User,
+    state_id: int | None = None,
+    blocked: bool | None = None,
+    owner_id: int | None = None,
+    q: str | None = None,
+    include_closed: bool = False,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[ItemDetail]:
+    """A page of items as get_item would show each, in a fixed number of statements."""
+    board, role = visible_board(session, board_id=board_id, actor=actor)
+    rows = queries.items_of_board(
+        session,
+        board.id,
+        state_id=state_id,
+        blocked=blocked,
+        owner_id=owner_id,
+        q=q,
+        include_closed=include_closed,
+        limit=limit,
+        offset=offset,
+    )
+    if not rows:
+        return []
+    states = queries.states_of(session, board.id)
+    criteria = queries.criteria_of_board(session, board.id)
+    checks = queries.check_rows_for_items(session, [item.id for item, _ in rows])
+    wip = queries.wip_by_state(session, board.id)
+    names = queries.user_names(session, {i.owner_id for i, _ in rows if i.owner_id is not None})
+    reasons = queries.reason_names(session, {b.reason_id for _, b in rows if b is not None})
+    return [
+        _build_detail(
+            item=item,
+            board=board,
+            role=role,
+            block=block,
+            block_reason=reasons.get(block.reason_id) if block is not None else None,
+            states=states,
+            criteria=[(c, checks.get(item.id, {}).get(c.id)) for c in criteria],
+            owner_name=names.get(item.owner_id) if item.owner_id is not None else None,
+            wip_of=lambda sid: wip.get(sid, 0),
+        )
+        for item, block in rows
+    ]
 
 
 def _load(session: Session, item_id: int, actor: User, *, lock: bool) -> _Context:
@@ -284,6 +367,10 @@ def pull_item(
     if after is not None and ctx.item.done_at is None and ctx.item.discarded_at is None:
         # Lock the receiving state, then count: racing pulls for its last slot serialise here.
         queries.lock_state(session, after.id)
+        if ctx.board.personal_wip_limit is not None and after.kind == "work":
+            # The personal limit spans every state: two pulls by one person into different
+            # states lock different state rows, so serialise on the person as well.
+            queries.lock_user(session, actor.id)
         target_wip, actor_doing = queries.wip_counts(
             session, board_id=ctx.board.id, state_id=after.id, owner_id=actor.id
         )

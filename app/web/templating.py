@@ -8,7 +8,7 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.templating import Jinja2Templates
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.responses import HTMLResponse
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent.parent / "templates"
@@ -17,7 +17,6 @@ TEMPLATES_DIR = Path(__file__).resolve().parent.parent.parent / "templates"
 env = Environment(
     loader=FileSystemLoader(TEMPLATES_DIR),
     autoescape=select_autoescape(default=True, default_for_string=True),
-    undefined=StrictUndefined,
     trim_blocks=True,
     lstrip_blocks=True,
 )

@@ -48,7 +48,10 @@
   document.addEventListener('htmx:beforeSwap', (evt) => {
     const d = evt.detail;
     const status = d.xhr ? d.xhr.status : 0;
-    if ((status === 409 || status === 422) && isBoardTarget(evt)) {
+    // X-Flowboard-Refusal: the server rendered a refusal (any 4xx, e.g. a role's 403 or a
+    // stale edit in the item panel) as HTML for this target: swap it like 409/422 on #board.
+    const refusal = d.xhr && d.xhr.getResponseHeader('X-Flowboard-Refusal') === '1';
+    if (((status === 409 || status === 422) && isBoardTarget(evt)) || (refusal && status >= 400 && status < 500)) {
       const type = (d.xhr.getResponseHeader('Content-Type') || '').toLowerCase();
       if (type.includes('text/html')) {
         d.shouldSwap = true;

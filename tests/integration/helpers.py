@@ -62,14 +62,16 @@ def outcome_of(action: Callable[[], object]) -> tuple[str, dict[str, Any]]:
     return WON, {}
 
 
-def pull_once(database: Database, *, item_id: int, user_id: int) -> tuple[str, dict[str, Any]]:
+def pull_once(
+    database: Database, *, item_id: int, user_id: int, to_state_id: int | None = None
+) -> tuple[str, dict[str, Any]]:
     """One pull in its own unit of work (its own session and transaction)."""
 
     def action() -> None:
         with database.unit_of_work() as session:
             actor = session.get(User, user_id)
             assert actor is not None
-            items.pull_item(session=session, item_id=item_id, actor=actor)
+            items.pull_item(session=session, item_id=item_id, actor=actor, to_state_id=to_state_id)
 
     return outcome_of(action)
 
@@ -162,4 +164,6 @@ def item_ids_in(database: Database, state_id: int) -> list[int]:
 
 def event_count(database: Database, type_: str) -> int:
     with database.unit_of_work(write=False) as session:
-        return session.scalar(select(func.count()).select_from(Event).where(Event.type == type_)) or 0
+        return (
+            session.scalar(select(func.count()).select_from(Event).where(Event.type == type_)) or 0
+        )

@@ -1,0 +1,220 @@
+"""Flow analytics, time travel and the delay report under /api/v1/boards/{board_id}/...
+
+Thin: parse the query, call app.services.analytics, serialise. Viewer is enough; non-members
+get 404. `from` / `to` default to the last 90 days.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Response
+from fastapi.encoders import jsonable_encoder
+
+from app.api.deps import CurrentUser, DbSession
+from app.services import analytics
+
+router = APIRouter(prefix="/boards/{board_id}", tags=["analytics"])
+
+From = Annotated[datetime | None, Query(alias="from", description="Window start (ISO 8601, UTC).")]
+To = Annotated[datetime | None, Query(alias="to", description="Window end (ISO 8601, UTC).")]
+ClassOfService = Annotated[
+    Literal["standard", "expedite", "fixed_date", "intangible"] | None,
+    Query(description="Count only items of this class of service."),
+]
+
+
+def _json(value: Any) -> Any:
+    return jsonable_encoder(value)
+
+
+@router.get("/flow")
+def flow(
+    board_id: int,
+    session: DbSession,
+    user: CurrentUser,
+    start: From = None,
+    end: To = None,
+    class_of_service: ClassOfService = None,
+) -> dict[str, Any]:
+    """Per state WIP, queue, time in state, wait vs work, blocked time, % of time at the WIP
+    limit and rework; the bottleneck, flow efficiency, throughput, average WIP and cycle time."""
+    report = analytics.flow_report(
+        session=session,
+        board_id=board_id,
+        actor=user,
+        start=start,
+        end=end,
+        class_of_service=class_of_service,
+    )
+    return _json(report.as_dict())
+
+
+@router.get("/metrics/cycle-times")
+def cycle_times(
+    board_id: int,
+    session: DbSession,
+    user: CurrentUser,
+    start: From = None,
+    end: To = None,
+    class_of_service: ClassOfService = None,
+) -> dict[str, Any]:
+    """Items done in the window with cycle and lead times; 50/85/95 nearest-rank percentiles."""
+    result = analytics.cycle_times(
+        session=session,
+        board_id=board_id,
+        actor=user,
+        start=start,
+        end=end,
+        class_of_service=class_of_service,
+    )
+    return _json(result.as_dict())
+
+
+@router.get("/metrics/throughput")
+def throughput(
+    board_id: int,
+    session: DbSession,
+    user: CurrentUser,
+    interval: Literal["day", "week"] = "day",
+    start: From = None,
+    end: To = None,
+    class_of_service: ClassOfService = None,
+) -> list[dict[str, Any]]:
+    """Items entering done per day or week (Monday weeks)."""
+    buckets = analytics.throughput(
+        session=session,
+        board_id=board_id,
+        actor=user,
+        interval=interval,
+        start=start,
+        end=end,
+        class_of_service=class_of_service,
+    )
+    return [{"start": b.start.isoformat(), "count": b.count} for b in buckets]
+
+
+@router.get("/metrics/cfd")
+def cfd(
+    board_id: int,
+    session: DbSession,
+    user: CurrentUser,
+    start: From = None,
+    end: To = None,
+    class_of_service: ClassOfService = None,
+) -> dict[str, Any]:
+    """Cumulative flow: items in each state at the end of each day."""
+    result = analytics.cfd(
+        session=session,
+        board_id=board_id,
+        actor=user,
+        start=start,
+        end=end,
+        class_of_service=class_of_service,
+    )
+    return _json(result.as_dict())
+
+
+@router.get("/metrics/aging")
+def aging(
+    board_id: int,
+    session: DbSession,
+    user: CurrentUser,
+    start: From = None,
+    end: To = None,
+    class_of_service: ClassOfService = None,
+) -> dict[str, Any]:
+    """Open committed items with their age; the window's cycle-time percentiles for reference."""
+    result = analytics.aging(
+        session=session,
+        board_id=board_id,
+        actor=user,
+        start=start,
+        end=end,
+        class_of_service=class_of_service,
+    )
+    return _json(result.as_dict())
+
+
+@router.get("/metrics/waiting-reasons")
+def waiting_reasons(
+    board_id: int,
+    session: DbSession,
+    user: CurrentUser,
+    start: From = None,
+    end: To = None,
+    class_of_service: ClassOfService = None,
+) -> list[dict[str, Any]]:
+    """Blocks per reason with their blocked time in the window, most time first."""
+    rows = analytics.waiting_reasons(
+        session=session,
+        board_id=board_id,
+        actor=user,
+        start=start,
+        end=end,
+        class_of_service=class_of_service,
+    )
+    return [
+        {"reason": r.reason, "count": r.count, "blocked_seconds": r.blocked_seconds} for r in rows
+    ]
+
+
+@router.get("/forecast")
+def forecast(
+    board_id: int,
+    session: DbSession,
+    user: CurrentUser,
+    items: Annotated[int | None, Query(ge=1, le=10_000)] = None,
+    until: date | None = None,
+    start: From = None,
+    end: To = None,
+    class_of_service: ClassOfService = None,
+) -> dict[str, Any]:
+    """Monte Carlo (10,000 seeded runs) on the window's daily throughput: dates for `items`,
+    counts for `until`."""
+    result = analytics.forecast(
+        session=session,
+        board_id=board_id,
+        actor=user,
+        items=items,
+        until=until,
+        start=start,
+        end=end,
+        class_of_service=class_of_service,
+    )
+    return _json(result.as_dict())
+
+
+@router.get("/snapshot")
+def snapshot(board_id: int, session: DbSession, user: CurrentUser, at: datetime) -> dict[str, Any]:
+    """The board as it was at `at`, rebuilt from the events."""
+    result = analytics.snapshot(session=session, board_id=board_id, actor=user, at=at)
+    return _json(result.as_dict())
+
+
+@router.get("/delays.csv", response_class=Response)
+def delays_csv(
+    board_id: int,
+    session: DbSession,
+    user: CurrentUser,
+    status: Literal["open", "closed", "all"] = "all",
+    start: From = None,
+    end: To = None,
+    class_of_service: ClassOfService = None,
+) -> Response:
+    """Every block open during the window as CSV (RFC 4180, UTF-8), formula cells neutralised."""
+    name, text = analytics.delays_csv(
+        session=session,
+        board_id=board_id,
+        actor=user,
+        status=status,
+        start=start,
+        end=end,
+        class_of_service=class_of_service,
+    )
+    return Response(
+        content=text.encode("utf-8"),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )

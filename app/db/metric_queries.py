@@ -1,0 +1,366 @@
+"""SELECTs behind flow analytics, time travel and the delay report.
+
+Every function selects only the columns it needs and hands back plain tuples, streamed
+with `yield_per` (a server-side cursor on PostgreSQL), so a board with 100,000 items is
+never loaded as ORM objects. They run on the session's connection (Core), in the session's
+transaction, skipping the ORM's per-row loading machinery. The indexes these rely on are in migration 0002.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.orm import Session, aliased
+
+from app.db.models import Block, BlockReason, Event, Item, State, User
+
+# Rows fetched per round trip while streaming.
+STREAM_ROWS = 5_000
+
+# Events that move an item between states or stages (with to_state_id and stage after it).
+MOVE_TYPES = (
+    "created",
+    "pulled",
+    "marked_ready",
+    "unready",
+    "completed",
+    "sent_back",
+    "discarded",
+)
+BLOCK_TYPES = ("blocked", "unblocked")
+
+_STREAM: dict[str, Any] = {"yield_per": STREAM_ROWS}
+
+
+@dataclass(frozen=True, slots=True)
+class StateRow:
+    id: int
+    name: str
+    kind: str
+    position: int
+    wip_limit: int | None
+
+
+def states(session: Session, board_id: int) -> list[StateRow]:
+    rows = session.connection().execute(
+        select(State.id, State.name, State.kind, State.position, State.wip_limit)
+        .where(State.board_id == board_id)
+        .order_by(State.position, State.id)
+    )
+    return [StateRow(*row) for row in rows]
+
+
+def _class_filter(class_of_service: str | None) -> list[Any]:
+    return [] if class_of_service is None else [Item.class_of_service == class_of_service]
+
+
+def _alive_in(board_id: int, start: datetime, end: datetime) -> list[Any]:
+    """Items whose life touches [start, end): created before end, not closed before start.
+
+    Items done before start sit in done for the whole window: callers count them with
+    done_before() instead of replaying their events.
+    """
+    return [
+        Item.board_id == board_id,
+        Item.created_at < end,
+        or_(Item.done_at.is_(None), Item.done_at >= start),
+        or_(Item.discarded_at.is_(None), Item.discarded_at >= start),
+    ]
+
+
+def items_alive_in(
+    session: Session, board_id: int, start: datetime, end: datetime
+) -> Iterator[tuple[int, str, datetime | None, datetime | None]]:
+    """(id, class_of_service, committed_at, done_at) of the items alive in the window."""
+    stmt = select(Item.id, Item.class_of_service, Item.committed_at, Item.done_at).where(
+        *_alive_in(board_id, start, end)
+    )
+    yield from cast(Iterator[Any], session.connection().execute(stmt, execution_options=_STREAM))
+
+
+def move_events_alive_in(
+    session: Session, board_id: int, start: datetime, end: datetime
+) -> Iterator[tuple[int, int, str, datetime, int | None, int | None, str | None]]:
+    """(item_id, event id, type, at, from_state_id, to_state_id, stage) of every move of the
+    items alive in the window, over their whole life (the state at the window start needs
+    the past).
+    Unordered: callers group by item and sort by (at, id) themselves, letting the database
+    hash-join instead of sorting.
+    """
+    stmt = (
+        select(
+            Event.item_id,
+            Event.id,
+            Event.type,
+            Event.at,
+            Event.from_state_id,
+            Event.to_state_id,
+            Event.stage,
+        )
+        .join(Item, Item.id == Event.item_id)
+        .where(*_alive_in(board_id, start, end), Event.type.in_(MOVE_TYPES))
+    )
+    yield from cast(Iterator[Any], session.connection().execute(stmt, execution_options=_STREAM))
+
+
+def blocks_alive_in(
+    session: Session, board_id: int, start: datetime, end: datetime
+) -> Iterator[tuple[int, datetime, datetime | None]]:
+    """(item_id, opened_at, resolved_at) of every block of the items alive in the window."""
+    stmt = (
+        select(Block.item_id, Block.opened_at, Block.resolved_at)
+        .join(Item, Item.id == Block.item_id)
+        .where(*_alive_in(board_id, start, end))
+    )
+    yield from cast(Iterator[Any], session.connection().execute(stmt, execution_options=_STREAM))
+
+
+def done_before(
+    session: Session, board_id: int, before: datetime, class_of_service: str | None = None
+) -> int:
+    """Items delivered before `before` (they sit in done; discarded items never reach done)."""
+    return (
+        session.connection().scalar(
+            select(func.count())
+            .select_from(Item)
+            .where(
+                Item.board_id == board_id,
+                Item.done_at < before,
+                Item.discarded_at.is_(None),
+                *_class_filter(class_of_service),
+            )
+        )
+        or 0
+    )
+
+
+def done_in(
+    session: Session,
+    board_id: int,
+    start: datetime,
+    end: datetime,
+    class_of_service: str | None = None,
+) -> list[tuple[int, str, datetime, datetime | None, datetime]]:
+    """(id, key, done_at, committed_at, created_at) of items delivered in [start, end)."""
+    rows = session.connection().execute(
+        select(Item.id, Item.key, Item.done_at, Item.committed_at, Item.created_at)
+        .where(
+            Item.board_id == board_id,
+            Item.done_at >= start,
+            Item.done_at < end,
+            Item.discarded_at.is_(None),
+            *_class_filter(class_of_service),
+        )
+        .order_by(Item.done_at, Item.id),
+        execution_options=_STREAM,
+    )
+    return list(rows)  # type: ignore[arg-type]
+
+
+def open_committed(
+    session: Session, board_id: int, class_of_service: str | None = None
+) -> list[tuple[int, str, int, datetime]]:
+    """(id, key, state_id, committed_at) of open items past the commitment point."""
+    rows = session.connection().execute(
+        select(Item.id, Item.key, Item.state_id, Item.committed_at)
+        .where(
+            Item.board_id == board_id,
+            Item.done_at.is_(None),
+            Item.discarded_at.is_(None),
+            Item.committed_at.is_not(None),
+            *_class_filter(class_of_service),
+        )
+        .order_by(Item.committed_at, Item.id),
+        execution_options=_STREAM,
+    )
+    return list(rows)  # type: ignore[arg-type]
+
+
+def open_items_now(
+    session: Session, board_id: int
+) -> Iterator[tuple[int, int, str | None, str, datetime, bool]]:
+    """(id, state_id, stage, class_of_service, created_at, blocked) of every open item now."""
+    open_block = (
+        select(Block.id)
+        .where(Block.item_id == Item.id, Block.resolved_at.is_(None))
+        .exists()
+        .label("blocked")
+    )
+    stmt = select(
+        Item.id, Item.state_id, Item.stage, Item.class_of_service, Item.created_at, open_block
+    ).where(Item.board_id == board_id, Item.done_at.is_(None), Item.discarded_at.is_(None))
+    yield from cast(Iterator[Any], session.connection().execute(stmt, execution_options=_STREAM))
+
+
+def ready_since(session: Session, board_id: int) -> dict[int, datetime]:
+    """item id -> when it last became ready, for the items in a Ready stage now."""
+    rows = session.connection().execute(
+        select(Event.item_id, func.max(Event.at))
+        .join(Item, Item.id == Event.item_id)
+        .where(
+            Item.board_id == board_id,
+            Item.stage == "ready",
+            Item.done_at.is_(None),
+            Item.discarded_at.is_(None),
+            Event.type == "marked_ready",
+        )
+        .group_by(Event.item_id)
+    )
+    return {item_id: at for item_id, at in rows if item_id is not None}
+
+
+def blocks_overlapping(
+    session: Session,
+    board_id: int,
+    start: datetime,
+    end: datetime,
+    class_of_service: str | None = None,
+) -> list[tuple[str, datetime, datetime | None]]:
+    """(reason name, opened_at, resolved_at) of blocks open at some time in [start, end)."""
+    stmt = (
+        select(BlockReason.name, Block.opened_at, Block.resolved_at)
+        .join(BlockReason, BlockReason.id == Block.reason_id)
+        .where(
+            Block.board_id == board_id,
+            Block.opened_at < end,
+            or_(Block.resolved_at.is_(None), Block.resolved_at > start),
+        )
+    )
+    if class_of_service is not None:
+        stmt = stmt.join(Item, Item.id == Block.item_id).where(
+            Item.class_of_service == class_of_service
+        )
+    return cast(list[Any], list(session.connection().execute(stmt, execution_options=_STREAM)))
+
+
+def done_items_at(session: Session, board_id: int, at: datetime) -> Iterator[tuple[int, str]]:
+    """(id, key) of items delivered at or before `at` (in done from then on)."""
+    stmt = (
+        select(Item.id, Item.key)
+        .where(Item.board_id == board_id, Item.done_at <= at, Item.discarded_at.is_(None))
+        .order_by(Item.id)
+    )
+    yield from cast(Iterator[Any], session.connection().execute(stmt, execution_options=_STREAM))
+
+
+def _open_at(board_id: int, at: datetime) -> list[Any]:
+    return [
+        Item.board_id == board_id,
+        Item.created_at <= at,
+        or_(Item.done_at.is_(None), Item.done_at > at),
+        or_(Item.discarded_at.is_(None), Item.discarded_at > at),
+    ]
+
+
+def open_items_at(session: Session, board_id: int, at: datetime) -> Iterator[tuple[int, str]]:
+    """(id, key) of items that existed at `at` and were neither done nor discarded yet."""
+    stmt = select(Item.id, Item.key).where(*_open_at(board_id, at))
+    yield from cast(Iterator[Any], session.connection().execute(stmt, execution_options=_STREAM))
+
+
+def events_until(
+    session: Session, board_id: int, at: datetime
+) -> Iterator[tuple[int, int, str, datetime, int | None, str | None]]:
+    """(item_id, event id, type, at, to_state_id, stage) of moves and blocks up to `at`, for
+    the items open at `at`."""
+    stmt = (
+        select(Event.item_id, Event.id, Event.type, Event.at, Event.to_state_id, Event.stage)
+        .join(Item, Item.id == Event.item_id)
+        .where(
+            *_open_at(board_id, at),
+            Event.at <= at,
+            Event.type.in_(MOVE_TYPES + BLOCK_TYPES),
+        )
+    )
+    yield from cast(Iterator[Any], session.connection().execute(stmt, execution_options=_STREAM))
+
+
+@dataclass(frozen=True, slots=True)
+class DelayRow:
+    item_key: str
+    title: str
+    state: str | None
+    reason: str
+    note: str
+    waiting_on: str
+    opened_at: datetime
+    opened_by: str | None
+    resolved_at: datetime | None
+    resolved_by: str | None
+    resolution: str
+
+
+def delays(
+    session: Session,
+    board_id: int,
+    *,
+    status: str,
+    start: datetime,
+    end: datetime,
+    class_of_service: str | None = None,
+) -> Iterator[DelayRow]:
+    """Blocks open at some time in [start, end), oldest first; status open|closed|all."""
+    opener = aliased(User)
+    resolver = aliased(User)
+    stmt = (
+        select(
+            Item.key,
+            Item.title,
+            State.name,
+            BlockReason.name,
+            Block.note,
+            Block.waiting_on,
+            Block.opened_at,
+            opener.name,
+            Block.resolved_at,
+            resolver.name,
+            Block.resolution,
+        )
+        .join(Item, Item.id == Block.item_id)
+        .join(BlockReason, BlockReason.id == Block.reason_id)
+        .outerjoin(State, State.id == Block.state_id)
+        .outerjoin(opener, opener.id == Block.opened_by_id)
+        .outerjoin(resolver, resolver.id == Block.resolved_by_id)
+        .where(
+            Block.board_id == board_id,
+            Block.opened_at < end,
+            or_(Block.resolved_at.is_(None), Block.resolved_at > start),
+            *_class_filter(class_of_service),
+        )
+        .order_by(Block.opened_at, Block.id)
+    )
+    if status == "open":
+        stmt = stmt.where(Block.resolved_at.is_(None))
+    elif status == "closed":
+        stmt = stmt.where(Block.resolved_at.is_not(None))
+    for row in session.connection().execute(stmt, execution_options=_STREAM):
+        yield DelayRow(*row)
+
+
+def state_names(session: Session, board_id: int) -> dict[str, tuple[int, str]]:
+    """name -> (id, kind), exact names, for import validation."""
+    rows = session.connection().execute(
+        select(State.name, State.id, State.kind).where(State.board_id == board_id)
+    )
+    return {name: (state_id, kind) for name, state_id, kind in rows}
+
+
+def reason_ids(session: Session, board_id: int) -> dict[str, int]:
+    rows = session.connection().execute(
+        select(BlockReason.name, BlockReason.id).where(BlockReason.board_id == board_id)
+    )
+    return {name: reason_id for name, reason_id in rows}
+
+
+def item_ids_by_number(session: Session, board_id: int, first: int, last: int) -> dict[int, int]:
+    """number -> id for the items numbered first..last on the board (just imported)."""
+    rows = session.connection().execute(
+        select(Item.number, Item.id).where(
+            and_(Item.board_id == board_id, Item.number >= first, Item.number <= last)
+        )
+    )
+    return {number: item_id for number, item_id in rows}

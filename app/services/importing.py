@@ -1,0 +1,567 @@
+"""Importing items with their history from another tool.
+
+The whole payload is validated before anything is written, so an import either stores every
+item or none. Imported history is written as the same rows the live services write (Item,
+Block, and `created` / `pulled` / `marked_ready` / `unready` / `completed` / `sent_back` /
+`blocked` / `unblocked` events at their historical times), plus one `imported` event per item,
+so analytics and time travel read it exactly like work done on the board.
+
+Limits, criteria and the one-state-at-a-time pull rule are not applied to history: it
+already happened. History may therefore skip states and move while blocked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from itertools import pairwise
+from typing import Any, cast
+
+from sqlalchemy import Table, update
+from sqlalchemy.orm import Session
+
+from app.db import metric_queries as mq
+from app.db import queries
+from app.db.models import CLASSES_OF_SERVICE, Block, Board, Event, Item, User
+from app.flow.errors import InvalidInput
+from app.services.access import visible_board
+
+TITLE_MAX = 200
+NOTE_MAX = 5000
+WAITING_ON_MAX = 200
+# Errors listed in one 422 (the count of all of them is given too).
+ERRORS_LISTED = 200
+# Items written per executemany round; bounds memory for very large CLI imports.
+CHUNK_ITEMS = 2_000
+SEND_BACK_REASON = "Imported history"
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class ImportProblem:
+    """One problem in the payload: which item (0-based), which field, and what is wrong."""
+
+    item: int | None
+    field: str
+    message: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"item": self.item, "field": self.field, "message": self.message}
+
+
+@dataclass(slots=True)
+class _Move:
+    at: datetime
+    state_id: int
+    stage: str | None
+
+
+@dataclass(slots=True)
+class _Block:
+    reason_id: int
+    reason: str
+    opened_at: datetime
+    resolved_at: datetime | None
+    note: str
+    waiting_on: str
+
+
+@dataclass(slots=True)
+class _Planned:
+    title: str
+    class_of_service: str
+    created_at: datetime
+    moves: list[_Move] = field(default_factory=list)
+    blocks: list[_Block] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class _StateInfo:
+    id: int
+    kind: str
+    position: int
+    name: str
+
+
+def _parse_time(value: object) -> datetime | None:
+    """An ISO 8601 time (naive means UTC), or None when it is not one."""
+    if isinstance(value, datetime):
+        parsed = value
+    elif isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.strip())
+        except ValueError:
+            return None
+    else:
+        return None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+class _Validator:
+    """Checks the payload against the board and turns it into _Planned items."""
+
+    def __init__(
+        self,
+        states: dict[str, _StateInfo],
+        reasons: dict[str, int],
+        backlog: _StateInfo,
+        now: datetime,
+    ) -> None:
+        self.states = states
+        self.by_id = {s.id: s for s in states.values()}
+        self.reasons = reasons
+        self.backlog = backlog
+        self.now = now
+        self.errors: list[ImportProblem] = []
+
+    def error(self, item: int | None, where: str, message: str) -> None:
+        self.errors.append(ImportProblem(item, where, message))
+
+    def _time(self, index: int, where: str, value: object) -> datetime | None:
+        parsed = _parse_time(value)
+        if parsed is None:
+            self.error(index, where, "must be an ISO 8601 time, like 2026-03-01T09:30:00Z")
+        elif parsed > self.now:
+            self.error(index, where, "is in the future; history ends now")
+            return None
+        return parsed
+
+    def item(self, index: int, raw: object) -> _Planned | None:
+        if not isinstance(raw, dict):
+            self.error(index, "", "each item must be an object")
+            return None
+        before = len(self.errors)
+        title = " ".join(str(raw.get("title") or "").split())
+        if not isinstance(raw.get("title"), str) or not 1 <= len(title) <= TITLE_MAX:
+            self.error(index, "title", f"needs 1 to {TITLE_MAX} characters")
+        cos = raw.get("class_of_service") or "standard"
+        if cos not in CLASSES_OF_SERVICE:
+            self.error(index, "class_of_service", f"must be one of {', '.join(CLASSES_OF_SERVICE)}")
+        created_at = self._time(index, "created_at", raw.get("created_at"))
+        history = raw.get("history") or []
+        blocks = raw.get("blocks") or []
+        if not isinstance(history, list):
+            self.error(index, "history", "must be a list")
+            history = []
+        if not isinstance(blocks, list):
+            self.error(index, "blocks", "must be a list")
+            blocks = []
+        planned = _Planned(title, str(cos), created_at or self.now)
+        self._history(index, history, planned, created_at)
+        self._blocks(index, blocks, planned, created_at)
+        return planned if len(self.errors) == before else None
+
+    def _history(
+        self, index: int, history: list[Any], planned: _Planned, created_at: datetime | None
+    ) -> None:
+        current, stage = self.backlog, None
+        last_at = created_at
+        for n, entry in enumerate(history):
+            where = f"history[{n}]"
+            if not isinstance(entry, dict):
+                self.error(index, where, "must be an object {at, state, stage?}")
+                return
+            at = self._time(index, f"{where}.at", entry.get("at"))
+            name = entry.get("state")
+            state = self.states.get(name) if isinstance(name, str) else None
+            if state is None:
+                self.error(index, f"{where}.state", f"no state named {name!r} on this board")
+                return
+            wanted = entry.get("stage")
+            if state.kind == "work":
+                wanted = wanted or "doing"
+                if wanted not in ("doing", "ready"):
+                    self.error(index, f"{where}.stage", "is doing or ready in a work state")
+                    return
+            elif wanted is not None:
+                self.error(
+                    index, f"{where}.stage", f"must be empty: {state.name} is a {state.kind} state"
+                )
+                return
+            if state.kind == "backlog":
+                self.error(index, f"{where}.state", "history cannot return to the backlog")
+                return
+            if current.kind == "done":
+                self.error(index, where, "comes after the item was done; done is final")
+                return
+            if state.id == current.id and wanted == stage:
+                self.error(index, where, f"repeats {state.name} / {wanted}, where it already is")
+                return
+            if at is None:
+                return
+            if last_at is not None and at < last_at:
+                what = "created_at" if n == 0 else f"history[{n - 1}].at"
+                self.error(index, f"{where}.at", f"goes back in time (before {what})")
+                return
+            planned.moves.append(_Move(at, state.id, wanted))
+            current, stage, last_at = state, wanted, at
+
+    def _blocks(
+        self, index: int, blocks: list[Any], planned: _Planned, created_at: datetime | None
+    ) -> None:
+        done_at = next((m.at for m in planned.moves if self.by_id[m.state_id].kind == "done"), None)
+        parsed: list[tuple[int, _Block]] = []
+        for n, entry in enumerate(blocks):
+            where = f"blocks[{n}]"
+            if not isinstance(entry, dict):
+                self.error(index, where, "must be an object {reason, from, to?, note?}")
+                continue
+            reason = entry.get("reason")
+            reason_id = self.reasons.get(reason) if isinstance(reason, str) else None
+            if reason_id is None:
+                self.error(index, f"{where}.reason", f"no block reason named {reason!r}")
+            opened = self._time(index, f"{where}.from", entry.get("from"))
+            resolved = None
+            if entry.get("to") is not None:
+                resolved = self._time(index, f"{where}.to", entry.get("to"))
+                if resolved is None:
+                    continue
+            note, waiting_on = entry.get("note") or "", entry.get("waiting_on") or ""
+            if not isinstance(note, str) or len(note) > NOTE_MAX:
+                self.error(index, f"{where}.note", f"is text of at most {NOTE_MAX} characters")
+            if not isinstance(waiting_on, str) or len(waiting_on) > WAITING_ON_MAX:
+                self.error(
+                    index,
+                    f"{where}.waiting_on",
+                    f"is text of at most {WAITING_ON_MAX} characters",
+                )
+            if opened is None or reason_id is None:
+                continue
+            if created_at is not None and opened < created_at:
+                self.error(index, f"{where}.from", "is before the item's created_at")
+                continue
+            if resolved is not None and resolved < opened:
+                self.error(index, f"{where}.to", "is before its from")
+                continue
+            if done_at is not None and (resolved is None or resolved > done_at):
+                self.error(index, f"{where}.to", "a block must end by the time the item is done")
+                continue
+            block = _Block(
+                reason_id, str(reason), opened, resolved, str(note).strip(), str(waiting_on).strip()
+            )
+            parsed.append((n, block))
+        parsed.sort(key=lambda p: p[1].opened_at)
+        for (_, earlier), (n, later) in pairwise(parsed):
+            if earlier.resolved_at is None or later.opened_at < earlier.resolved_at:
+                self.error(index, f"blocks[{n}].from", "overlaps another block of this item")
+        planned.blocks = [b for _, b in parsed]
+
+
+def validate_payload(
+    *, session: Session, board_id: int, payload: object, now: datetime
+) -> list[_Planned]:
+    """Every item of the payload, checked against the board. Raises InvalidInput listing all
+    problems (up to ERRORS_LISTED), so nothing is written when anything is wrong."""
+    rows = mq.states(session, board_id)
+    states = {r.name: _StateInfo(r.id, r.kind, r.position, r.name) for r in rows}
+    backlog = next(s for s in states.values() if s.kind == "backlog")
+    validator = _Validator(states, mq.reason_ids(session, board_id), backlog, now)
+    items = payload.get("items") if isinstance(payload, dict) else None
+    if not isinstance(items, list):
+        raise InvalidInput(
+            "The import needs a body {items: [...]}.",
+            errors=[ImportProblem(None, "items", "must be a list").as_dict()],
+        )
+    planned = [validator.item(index, raw) for index, raw in enumerate(items)]
+    if validator.errors:
+        errors = validator.errors
+        first = errors[0]
+        raise InvalidInput(
+            f"Nothing was imported: {len(errors)} problem(s), the first in item {first.item}, "
+            f"{first.field}: {first.message}.",
+            errors=[e.as_dict() for e in errors[:ERRORS_LISTED]],
+            error_count=len(errors),
+        )
+    return [p for p in planned if p is not None]
+
+
+# Order of events at the same instant: a block ends before the item moves (a blocked item
+# would not have moved), and a block that starts at a move starts in the new state.
+_RANK_UNBLOCK, _RANK_MOVE, _RANK_BLOCK = 1, 2, 3
+
+
+class _Writer:
+    def __init__(
+        self,
+        board: Board,
+        states: dict[int, _StateInfo],
+        backlog: _StateInfo,
+        actor: User,
+        now: datetime,
+    ) -> None:
+        self.board = board
+        self.states = states
+        self.backlog = backlog
+        self.actor = actor
+        self.now = now
+
+    def item_row(self, number: int, p: _Planned) -> dict[str, Any]:
+        state_id, stage = self.backlog.id, None
+        entered = p.created_at
+        committed_at = done_at = None
+        for move in p.moves:
+            if move.state_id != state_id:
+                entered = move.at
+            if committed_at is None:
+                committed_at = move.at  # the first move leaves the backlog: the commitment
+            if self.states[move.state_id].kind == "done":
+                done_at = move.at
+            state_id, stage = move.state_id, move.stage
+        return {
+            "board_id": self.board.id,
+            "number": number,
+            "key": f"{self.board.key}-{number}",
+            "title": p.title,
+            "description": "",
+            "class_of_service": p.class_of_service,
+            "due_date": None,
+            "state_id": state_id,
+            "stage": stage,
+            "owner_id": None,
+            "created_by_id": self.actor.id,
+            "created_at": p.created_at,
+            "state_entered_at": entered,
+            "committed_at": committed_at,
+            "done_at": done_at,
+            "discarded_at": None,
+            "discard_reason": None,
+            "version": 1,
+        }
+
+    def block_row(self, item_id: int, p: _Planned, b: _Block) -> dict[str, Any]:
+        return {
+            "board_id": self.board.id,
+            "item_id": item_id,
+            "reason_id": b.reason_id,
+            "note": b.note,
+            "waiting_on": b.waiting_on,
+            "state_id": _position_at(p, b.opened_at, self.backlog.id, inclusive=True)[0],
+            "opened_at": b.opened_at,
+            "opened_by_id": self.actor.id,
+            "resolved_at": b.resolved_at,
+            "resolved_by_id": self.actor.id if b.resolved_at is not None else None,
+            "resolution": "",
+        }
+
+    def _event(
+        self,
+        item_id: int,
+        type_: str,
+        at: datetime,
+        from_id: int | None,
+        to_id: int | None,
+        stage: str | None,
+        **data: Any,
+    ) -> dict[str, Any]:
+        return {
+            "board_id": self.board.id,
+            "item_id": item_id,
+            "type": type_,
+            "actor_id": self.actor.id,
+            "at": at,
+            "from_state_id": from_id,
+            "to_state_id": to_id,
+            "stage": stage,
+            "data": {k: v for k, v in data.items() if v is not None},
+        }
+
+    def events(self, item_id: int, p: _Planned, block_ids: list[int]) -> list[dict[str, Any]]:
+        """The item's events in the order the live services would have written them."""
+        timed: list[tuple[datetime, int, int, dict[str, Any]]] = []
+        seq = 0
+
+        def add(at: datetime, rank: int, row: dict[str, Any]) -> None:
+            nonlocal seq
+            timed.append((at, rank, seq, row))
+            seq += 1
+
+        add(
+            p.created_at,
+            0,
+            self._event(
+                item_id, "created", p.created_at, None, self.backlog.id, None, title=p.title
+            ),
+        )
+        state, stage = self.backlog, None
+        for move in p.moves:
+            target = self.states[move.state_id]
+            at = move.at
+            if target.id == state.id:
+                kind = "marked_ready" if move.stage == "ready" else "unready"
+                add(at, _RANK_MOVE, self._event(item_id, kind, at, state.id, state.id, move.stage))
+            elif target.kind == "done" and state.kind == "work":
+                if stage == "doing":
+                    add(
+                        at,
+                        _RANK_MOVE,
+                        self._event(item_id, "marked_ready", at, state.id, state.id, "ready"),
+                    )
+                add(
+                    at, _RANK_MOVE, self._event(item_id, "completed", at, state.id, target.id, None)
+                )
+            else:
+                back = target.position < state.position
+                entry_stage = "doing" if target.kind == "work" else None
+                add(
+                    at,
+                    _RANK_MOVE,
+                    self._event(
+                        item_id,
+                        "sent_back" if back else "pulled",
+                        at,
+                        state.id,
+                        target.id,
+                        entry_stage,
+                        reason=SEND_BACK_REASON if back else None,
+                    ),
+                )
+                if move.stage == "ready":
+                    add(
+                        at,
+                        _RANK_MOVE,
+                        self._event(item_id, "marked_ready", at, target.id, target.id, "ready"),
+                    )
+            state, stage = target, move.stage
+        for block, block_id in zip(p.blocks, block_ids, strict=True):
+            sid, sstage = _position_at(p, block.opened_at, self.backlog.id, inclusive=True)
+            add(
+                block.opened_at,
+                _RANK_BLOCK,
+                self._event(
+                    item_id,
+                    "blocked",
+                    block.opened_at,
+                    sid,
+                    sid,
+                    sstage,
+                    block_id=block_id,
+                    reason=block.reason,
+                    waiting_on=block.waiting_on or None,
+                ),
+            )
+            if block.resolved_at is not None:
+                sid, sstage = _position_at(p, block.resolved_at, self.backlog.id, inclusive=False)
+                add(
+                    block.resolved_at,
+                    _RANK_UNBLOCK,
+                    self._event(
+                        item_id,
+                        "unblocked",
+                        block.resolved_at,
+                        sid,
+                        sid,
+                        sstage,
+                        block_id=block_id,
+                        reason=block.reason,
+                        blocked_seconds=int((block.resolved_at - block.opened_at).total_seconds()),
+                    ),
+                )
+        timed.sort(key=lambda t: (t[0], t[1], t[2]))
+        rows = [t[3] for t in timed]
+        rows.append(
+            self._event(
+                item_id,
+                "imported",
+                self.now,
+                None,
+                None,
+                None,
+                history=len(p.moves),
+                blocks=len(p.blocks) or None,
+            )
+        )
+        return rows
+
+
+def _position_at(
+    p: _Planned, at: datetime, backlog_id: int, *, inclusive: bool
+) -> tuple[int, str | None]:
+    """(state, stage) of the planned item at `at`; with inclusive, moves at `at` have happened."""
+    state_id, stage = backlog_id, None
+    for move in p.moves:
+        if move.at < at or (inclusive and move.at == at):
+            state_id, stage = move.state_id, move.stage
+        else:
+            break
+    return state_id, stage
+
+
+def import_history(
+    *,
+    session: Session,
+    board_id: int,
+    actor: User,
+    payload: dict[str, Any],
+    progress: Progress | None = None,
+    now: datetime | None = None,
+) -> int:
+    """Imports items with their history onto the board; returns how many. Managers only.
+
+    Raises NotFound, InsufficientRole, and InvalidInput (422) listing every problem as
+    {item, field, message} when any item is invalid; then nothing is written. Writes with
+    executemany in chunks and only flushes: the caller commits, so the import is one
+    transaction. progress(done, total) is called after each chunk.
+    """
+    now = now or queries.now()
+    board, _ = visible_board(
+        session, board_id=board_id, actor=actor, required="manager", doing="import items"
+    )
+    planned = validate_payload(session=session, board_id=board.id, payload=payload, now=now)
+    total = len(planned)
+    if progress is not None:
+        progress(0, total)
+    if not planned:
+        return 0
+    rows = mq.states(session, board.id)
+    states = {r.id: _StateInfo(r.id, r.kind, r.position, r.name) for r in rows}
+    backlog = next(s for s in states.values() if s.kind == "backlog")
+    writer = _Writer(board, states, backlog, actor, now)
+    # Reserve the item numbers in one UPDATE ... RETURNING, as create_item does one at a time.
+    last = session.execute(
+        update(Board)
+        .where(Board.id == board.id)
+        .values(last_item_number=Board.last_item_number + total)
+        .returning(Board.last_item_number)
+    ).scalar_one()
+    board.last_item_number = last
+    first_number = last - total + 1
+    item_table, block_table, event_table = (
+        cast(Table, Item.__table__),
+        cast(Table, Block.__table__),
+        cast(Table, Event.__table__),
+    )
+    for start in range(0, total, CHUNK_ITEMS):
+        chunk = planned[start : start + CHUNK_ITEMS]
+        numbers = range(first_number + start, first_number + start + len(chunk))
+        session.execute(
+            item_table.insert(),
+            [writer.item_row(n, p) for n, p in zip(numbers, chunk, strict=True)],
+        )
+        ids = mq.item_ids_by_number(session, board.id, numbers[0], numbers[-1])
+        item_ids = [ids[n] for n in numbers]
+        block_rows = [
+            writer.block_row(item_id, p, b)
+            for item_id, p in zip(item_ids, chunk, strict=True)
+            for b in p.blocks
+        ]
+        block_ids: list[int] = []
+        if block_rows:
+            block_ids = list(
+                session.execute(
+                    block_table.insert().returning(block_table.c.id, sort_by_parameter_order=True),
+                    block_rows,
+                ).scalars()
+            )
+        event_rows: list[dict[str, Any]] = []
+        offset = 0
+        for item_id, p in zip(item_ids, chunk, strict=True):
+            mine = block_ids[offset : offset + len(p.blocks)]
+            offset += len(p.blocks)
+            event_rows.extend(writer.events(item_id, p, mine))
+        session.execute(event_table.insert(), event_rows)
+        if progress is not None:
+            progress(start + len(chunk), total)
+    session.flush()
+    return total

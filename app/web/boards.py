@@ -1,0 +1,198 @@
+"""Board pages: the board, its columns' further pages, new items and card actions."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from sqlalchemy.orm import Session
+from starlette.responses import Response
+
+from app.api.deps import DbSession, commit
+from app.db import board_queries as bq
+from app.db import queries
+from app.db.board_queries import BoardFilters, ColumnKey
+from app.db.models import CLASSES_OF_SERVICE, User
+from app.flow.errors import FlowError, NotFound
+from app.services import items
+from app.services.access import visible_board
+from app.web import actions
+from app.web.board_view import BoardView, Run, build_board, filter_query, make_cards
+from app.web.common import header_summary, parse_date, parse_int, see_other
+from app.web.deps import FormData, WebUser
+from app.web.templating import is_htmx, render
+
+router = APIRouter()
+REFUSAL_HEADER = "X-Flowboard-Refusal"
+
+
+def parse_filters(request: Request) -> BoardFilters:
+    params = request.query_params
+    owner = params.get("owner") or ""
+    cos = params.get("cos") or ""
+    return BoardFilters(
+        owner_id=int(owner) if owner.isdigit() else None,
+        class_of_service=cos if cos in CLASSES_OF_SERVICE else None,
+        blocked_only=params.get("blocked") in ("1", "on", "true"),
+        text=(params.get("q") or "").strip()[:200] or None,
+    )
+
+
+@router.get("/")
+def home(request: Request, session: DbSession, user: WebUser) -> Response:
+    boards = bq.my_boards(session, user)
+    if len(boards) == 1:
+        return see_other(f"/boards/{boards[0][0].id}")
+    return render(
+        request, "home.html", {"boards": boards, "summary": header_summary(session, user)}
+    )
+
+
+def board_response(
+    request: Request,
+    session: Session,
+    user: User,
+    board_id: int,
+    *,
+    alert: str | None = None,
+    alert_item_id: int | None = None,
+    status_code: int = 200,
+) -> Response:
+    board, role = visible_board(session, board_id=board_id, actor=user)
+    view = build_board(
+        session,
+        board=board,
+        role=role,
+        user=user,
+        filters=parse_filters(request),
+        now=queries.now(),
+        alert=alert,
+        alert_item_id=alert_item_id,
+    )
+    context: dict[str, object] = {"view": view, "nav_board": board, "nav_current": "board"}
+    if not is_htmx(request):
+        context["summary"] = header_summary(session, user)
+    headers = {REFUSAL_HEADER: "1"} if alert else None
+    return render(
+        request,
+        "boards/board.html",
+        context,
+        fragment="boards/_board.html",
+        status_code=status_code,
+        headers=headers,
+    )
+
+
+@router.get("/boards/{board_id}")
+def board_page(request: Request, board_id: int, session: DbSession, user: WebUser) -> Response:
+    return board_response(request, session, user, board_id)
+
+
+@router.get("/boards/{board_id}/states/{state_id}/cards")
+def column_page(
+    request: Request, board_id: int, state_id: int, session: DbSession, user: WebUser
+) -> Response:
+    """The next page of one column: cards plus the next "Show N more" (htmx) or a page."""
+    board, role = visible_board(session, board_id=board_id, actor=user)
+    states = queries.states_of(session, board.id)
+    state = next((s for s in states if s.id == state_id), None)
+    if state is None:
+        raise NotFound("No such state on this board.")
+    params = request.query_params
+    stage = params.get("stage") or None
+    if state.kind != "work" or stage not in ("doing", "ready"):
+        stage = None
+    key = ColumnKey(state.id, stage, params.get("lane") == "expedite")
+    offset = parse_int(params.get("offset"), "offset") or 0
+    filters = parse_filters(request)
+    done = next((s for s in states if s.kind == "done"), None)
+    newest = [s.id for s in states if s.kind in ("backlog", "done")]
+    rows = bq.visible_cards(
+        session, board.id, newest, done.id if done else None, filters, only=key, offset=offset
+    )
+    total = bq.column_counts(session, board.id, done.id if done else None, filters).get(key, 0)
+    reasons = queries.block_reasons(session, board.id)
+    cards = make_cards(session, rows, states, role, user, bool(reasons), queries.now())
+    run = Run(
+        key=key,
+        title={"doing": "Doing", "ready": "Ready"}.get(stage or "", state.name),
+        cards=cards,
+        total=total - offset,
+    )
+    view = BoardView(
+        board=board,
+        role=role,
+        states=states,
+        columns=[],
+        lane=[],
+        filters=filters,
+        members=[],
+        reasons=reasons,
+        query=filter_query(filters),
+        offset=offset,
+    )
+    context = {"view": view, "run": run, "state": state, "nav_board": board}
+    return render(request, "boards/column.html", context, fragment="boards/_more.html")
+
+
+@router.post("/boards/{board_id}/items")
+def create_item(
+    request: Request, board_id: int, session: DbSession, user: WebUser, form: FormData
+) -> Response:
+    cos = form.get("class_of_service") or "standard"
+    try:
+        items.create_item(
+            session=session,
+            board_id=board_id,
+            actor=user,
+            title=form.get("title", ""),
+            class_of_service=cos if cos in CLASSES_OF_SERVICE else "standard",
+            due_date=parse_date(form.get("due_date")),
+        )
+        commit(session)
+    except FlowError as error:
+        session.rollback()
+        if isinstance(error, NotFound):
+            raise
+        return board_response(
+            request, session, user, board_id, alert=error.detail, status_code=error.status
+        )
+    return _after_action(request, session, user, board_id)
+
+
+def _after_action(request: Request, session: Session, user: User, board_id: int) -> Response:
+    if is_htmx(request):
+        return board_response(request, session, user, board_id)
+    query = request.url.query
+    return see_other(f"/boards/{board_id}" + (f"?{query}" if query else ""))
+
+
+@router.post("/boards/{board_id}/items/{item_id}/{action}")
+def card_action(
+    request: Request,
+    board_id: int,
+    item_id: int,
+    action: str,
+    session: DbSession,
+    user: WebUser,
+    form: FormData,
+) -> Response:
+    """Pull, mark ready, block... through the services; a refusal re-renders the board
+    unchanged with the rule's sentence above the card (409/422/403)."""
+    try:
+        actions.perform(
+            session, user=user, item_id=item_id, action=action, form=form, board_id=board_id
+        )
+        commit(session)
+    except FlowError as error:
+        session.rollback()
+        if isinstance(error, NotFound):
+            raise
+        return board_response(
+            request,
+            session,
+            user,
+            board_id,
+            alert=error.detail,
+            alert_item_id=item_id,
+            status_code=error.status,
+        )
+    return _after_action(request, session, user, board_id)

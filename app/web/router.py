@@ -1,0 +1,24 @@
+"""The HTML side: `web_router.setup(app)` installs the browser routes and their error pages."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, FastAPI
+
+from app.web import admin, auth, boards, errors, items, live, me, settings
+
+
+class WebRouter:
+    def __init__(self) -> None:
+        self.router = APIRouter(include_in_schema=False)
+        for module in (auth, boards, items, me, settings, admin):
+            self.router.include_router(module.router)
+        self.router.include_router(live.router)
+
+    def setup(self, app: FastAPI) -> None:
+        errors.install(app)
+        app.include_router(self.router)
+        # The JSON API's stream lives under /api/v1 next to the other API routes.
+        app.include_router(live.api_router, prefix="/api/v1")
+
+
+web_router = WebRouter()
