@@ -225,8 +225,8 @@ class FlowReport:
 
     def as_dict(self) -> dict[str, Any]:
         body = asdict(self)
-        body["from"] = body.pop("start")
-        body["to"] = body.pop("end")
+        body["from"] = body.pop("start").isoformat()
+        body["to"] = body.pop("end").isoformat()
         return body
 
 
@@ -455,7 +455,7 @@ def _summary(report: FlowReport, window: Window) -> str:
 # ------------------------------------------------------------------- cycle times, throughput
 
 
-@dataclass
+@dataclass(slots=True)
 class CycleTime:
     item_id: int
     key: str
@@ -470,7 +470,20 @@ class CycleTimes:
     percentiles: dict[str, float | None]
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """JSON-ready (ISO strings), built directly: asdict() is slow on thousands of rows."""
+        return {
+            "items": [
+                {
+                    "item_id": c.item_id,
+                    "key": c.key,
+                    "done_at": c.done_at.isoformat(),
+                    "cycle_seconds": c.cycle_seconds,
+                    "lead_seconds": c.lead_seconds,
+                }
+                for c in self.items
+            ],
+            "percentiles": dict(self.percentiles),
+        }
 
 
 def _cycle_times(
@@ -503,7 +516,7 @@ def cycle_times(
     return _cycle_times(session, board.id, resolve_window(start, end, now), class_of_service)
 
 
-@dataclass
+@dataclass(slots=True)
 class ThroughputBucket:
     start: date
     count: int
@@ -535,7 +548,7 @@ def throughput(
 # --------------------------------------------------------------------------- cumulative flow
 
 
-@dataclass
+@dataclass(slots=True)
 class CfdState:
     state_id: int
     name: str
@@ -548,7 +561,12 @@ class Cfd:
     states: list[CfdState]
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {
+            "days": [d.isoformat() for d in self.days],
+            "states": [
+                {"state_id": s.state_id, "name": s.name, "counts": s.counts} for s in self.states
+            ],
+        }
 
 
 def cfd(
@@ -584,7 +602,7 @@ def cfd(
 # --------------------------------------------------------------------------- aging
 
 
-@dataclass
+@dataclass(slots=True)
 class AgingItem:
     item_id: int
     key: str
@@ -598,7 +616,18 @@ class Aging:
     percentiles: dict[str, float | None]
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {
+            "items": [
+                {
+                    "item_id": a.item_id,
+                    "key": a.key,
+                    "state_id": a.state_id,
+                    "age_seconds": a.age_seconds,
+                }
+                for a in self.items
+            ],
+            "percentiles": dict(self.percentiles),
+        }
 
 
 def aging(
@@ -629,7 +658,7 @@ def aging(
 # --------------------------------------------------------------------------- waiting reasons
 
 
-@dataclass
+@dataclass(slots=True)
 class WaitingReason:
     reason: str
     count: int
@@ -678,7 +707,14 @@ class Forecast:
     start_date: date | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v is not None or k == "percentiles"}
+        body = {k: v for k, v in asdict(self).items() if v is not None or k == "percentiles"}
+        body["percentiles"] = {
+            p: v.isoformat() if isinstance(v, date) else v for p, v in self.percentiles.items()
+        }
+        for name in ("until", "start_date"):
+            if name in body:
+                body[name] = body[name].isoformat()
+        return body
 
 
 def forecast(
@@ -740,7 +776,7 @@ def forecast(
 # --------------------------------------------------------------------------- time travel
 
 
-@dataclass
+@dataclass(slots=True)
 class SnapshotItem:
     item_id: int
     key: str
@@ -755,7 +791,19 @@ class Snapshot:
     items: list[SnapshotItem]
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {
+            "at": self.at.isoformat(),
+            "items": [
+                {
+                    "item_id": i.item_id,
+                    "key": i.key,
+                    "state_id": i.state_id,
+                    "stage": i.stage,
+                    "blocked": i.blocked,
+                }
+                for i in self.items
+            ],
+        }
 
 
 def snapshot(
@@ -824,7 +872,7 @@ def neutralise(cell: str) -> str:
     return "'" + cell if cell.startswith(_FORMULA_STARTS) else cell
 
 
-@dataclass
+@dataclass(slots=True)
 class Delay:
     item_key: str
     title: str

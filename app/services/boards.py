@@ -195,7 +195,13 @@ def update_board(
 
 
 def set_member(
-    *, session: Session, board_id: int, user_id: int, role: str, actor: User
+    *,
+    session: Session,
+    board_id: int,
+    user_id: int,
+    role: str,
+    actor: User,
+    now: datetime | None = None,
 ) -> Membership:
     """Adds or changes a member. Managers only. Raises NotFound, InvalidInput."""
     board, _ = visible_board(
@@ -224,7 +230,7 @@ def set_member(
             type="member_changed",
             board_id=board.id,
             actor_id=actor.id,
-            at=queries.now(),
+            at=now or queries.now(),
             user_id=user_id,
             role=role,
             previous_role=previous,
@@ -233,7 +239,9 @@ def set_member(
     return membership
 
 
-def remove_member(*, session: Session, board_id: int, user_id: int, actor: User) -> None:
+def remove_member(
+    *, session: Session, board_id: int, user_id: int, actor: User, now: datetime | None = None
+) -> None:
     """Managers only. Raises NotFound, InvalidInput (last manager)."""
     board, _ = visible_board(
         session, board_id=board_id, actor=actor, required="manager", doing="manage members"
@@ -249,7 +257,7 @@ def remove_member(*, session: Session, board_id: int, user_id: int, actor: User)
         type="member_changed",
         board_id=board.id,
         actor_id=actor.id,
-        at=queries.now(),
+        at=now or queries.now(),
         user_id=user_id,
         role=None,
         previous_role=membership.role,
@@ -278,14 +286,20 @@ def _renumber(states: list[State]) -> None:
 
 
 def _record_state_change(
-    session: Session, board: Board, actor: User, state: State, action: str, **data: Any
+    session: Session,
+    board: Board,
+    actor: User,
+    state: State,
+    action: str,
+    now: datetime | None,
+    **data: Any,
 ) -> None:
     events.record(
         session,
         type="state_changed",
         board_id=board.id,
         actor_id=actor.id,
-        at=queries.now(),
+        at=now or queries.now(),
         to_state_id=state.id,
         action=action,
         name=state.name,
@@ -302,6 +316,7 @@ def add_state(
     wip_limit: int | None = None,
     pull_role: str = "member",
     position: int | None = None,
+    now: datetime | None = None,
 ) -> State:
     """Adds a work state (default: just before done). Managers only. Raises InvalidInput."""
     board, _ = visible_board(
@@ -337,6 +352,7 @@ def add_state(
         actor,
         state,
         "added",
+        now,
         wip_limit=wip_limit,
         pull_role=pull_role,
         position=index,
@@ -346,7 +362,12 @@ def add_state(
 
 
 def update_state(
-    *, session: Session, state_id: int, actor: User, changes: dict[str, object]
+    *,
+    session: Session,
+    state_id: int,
+    actor: User,
+    changes: dict[str, object],
+    now: datetime | None = None,
 ) -> State:
     """Rename, limit, pull role, reorder. Managers only. Raises InvalidInput."""
     state, board = _state_on_visible_board(
@@ -388,12 +409,14 @@ def update_state(
             ordered.insert(position, state)
             _renumber(ordered)
     if changed:
-        _record_state_change(session, board, actor, state, "changed", changes=changed)
+        _record_state_change(session, board, actor, state, "changed", now, changes=changed)
         session.flush()
     return state
 
 
-def delete_state(*, session: Session, state_id: int, actor: User) -> None:
+def delete_state(
+    *, session: Session, state_id: int, actor: User, now: datetime | None = None
+) -> None:
     """Rule 8. Raises StateNotEmpty, InvalidMove (backlog/done)."""
     state, board = _state_on_visible_board(
         session, state_id, actor, required="manager", doing="delete states"
@@ -418,14 +441,20 @@ def delete_state(*, session: Session, state_id: int, actor: User) -> None:
         .values(state_id=states[0].id)
         .execution_options(synchronize_session=False)
     )
-    _record_state_change(session, board, actor, state, "deleted")
+    _record_state_change(session, board, actor, state, "deleted", now)
     session.delete(state)
     _renumber([s for s in states if s.id != state.id])
     session.flush()
 
 
 def add_criterion(
-    *, session: Session, state_id: int, actor: User, text: str, gate: str
+    *,
+    session: Session,
+    state_id: int,
+    actor: User,
+    text: str,
+    gate: str,
+    now: datetime | None = None,
 ) -> Criterion:
     """Managers only. Raises InvalidInput."""
     state, board = _state_on_visible_board(
@@ -452,6 +481,7 @@ def add_criterion(
         actor,
         state,
         "criterion_added",
+        now,
         criterion_id=criterion.id,
         text=text,
         gate=gate,
@@ -460,7 +490,9 @@ def add_criterion(
     return criterion
 
 
-def delete_criterion(*, session: Session, criterion_id: int, actor: User) -> None:
+def delete_criterion(
+    *, session: Session, criterion_id: int, actor: User, now: datetime | None = None
+) -> None:
     criterion = session.get(Criterion, criterion_id)
     if criterion is None:
         raise NotFound("No such criterion, or you are not a member of its board.")
@@ -477,6 +509,7 @@ def delete_criterion(*, session: Session, criterion_id: int, actor: User) -> Non
         actor,
         state,
         "criterion_deleted",
+        now,
         criterion_id=criterion.id,
         text=criterion.text,
         gate=criterion.gate,
@@ -485,7 +518,9 @@ def delete_criterion(*, session: Session, criterion_id: int, actor: User) -> Non
     session.flush()
 
 
-def add_block_reason(*, session: Session, board_id: int, actor: User, name: str) -> BlockReason:
+def add_block_reason(
+    *, session: Session, board_id: int, actor: User, name: str, now: datetime | None = None
+) -> BlockReason:
     board, _ = visible_board(
         session, board_id=board_id, actor=actor, required="manager", doing="change block reasons"
     )
@@ -500,7 +535,7 @@ def add_block_reason(*, session: Session, board_id: int, actor: User, name: str)
         type="board_changed",
         board_id=board.id,
         actor_id=actor.id,
-        at=queries.now(),
+        at=now or queries.now(),
         block_reason_added=name,
     )
     session.flush()

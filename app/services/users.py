@@ -30,6 +30,7 @@ def create_user(
     password: str,
     is_admin: bool = False,
     actor: User | None = None,
+    now: datetime | None = None,
 ) -> User:
     """Admins create users; `actor=None` is the command line or first-run setup.
 
@@ -45,7 +46,13 @@ def create_user(
         raise InvalidInput(f"A password needs at least {MIN_PASSWORD_LENGTH} characters.")
     if queries.user_by_email(session, email) is not None:
         raise EmailTaken(f"{email} already has an account; sign in or use another address.")
-    user = User(email=email, name=name, password_hash=hash_password(password), is_admin=is_admin)
+    user = User(
+        email=email,
+        name=name,
+        password_hash=hash_password(password),
+        is_admin=is_admin,
+        created_at=now or queries.now(),
+    )
     session.add(user)
     session.flush()
     return user
