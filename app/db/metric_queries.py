@@ -3,7 +3,8 @@
 Every function selects only the columns it needs and hands back plain tuples, streamed
 with `yield_per` (a server-side cursor on PostgreSQL), so a board with 100,000 items is
 never loaded as ORM objects. They run on the session's connection (Core), in the session's
-transaction, skipping the ORM's per-row loading machinery. The indexes these rely on are in migration 0002.
+transaction, skipping the ORM per-row loading machinery. The indexes these rely on are in
+migration 0002.
 """
 
 from __future__ import annotations

@@ -153,6 +153,9 @@ class Item(Base):
         CheckConstraint(_in("class_of_service", CLASSES_OF_SERVICE), name="class_of_service"),
         Index("ix_item_state_id_stage", "state_id", "stage"),
         Index("ix_item_board_id_owner_id", "board_id", "owner_id"),
+        # Analytics windows (migration 0002): delivered in a window, alive at a moment.
+        Index("ix_item_board_id_done_at", "board_id", "done_at"),
+        Index("ix_item_board_id_created_at", "board_id", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -209,6 +212,7 @@ class Block(Base):
             postgresql_where=text("resolved_at IS NULL"),
         ),
         Index("ix_block_board_id_opened_at", "board_id", "opened_at"),
+        Index("ix_block_item_id_opened_at", "item_id", "opened_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -36,11 +36,13 @@ __all__ = [
     "forecast_days_for_items",
     "forecast_items_by_date",
     "merge_intervals",
+    "merge_spans_seconds",
     "overlap_seconds",
     "pct_time_at_limit",
     "percentile_nearest_rank",
     "percentiles",
     "split_item_time",
+    "split_path_seconds",
     "subtract_intervals",
 ]
 
@@ -565,3 +567,68 @@ def pct_time_at_limit(
     if current >= limit:
         at_limit += (we - since).total_seconds()
     return at_limit / span
+
+
+# --------------------------------------------------------------------------- fast paths
+
+
+def merge_spans_seconds(spans: Iterable[tuple[float, float]]) -> list[tuple[float, float]]:
+    """merge_intervals over (start, end) epoch seconds: sorted, disjoint, non-empty."""
+    merged: list[tuple[float, float]] = []
+    for start, end in sorted(s for s in spans if s[1] > s[0]):
+        if merged and start <= merged[-1][1]:
+            if end > merged[-1][1]:
+                merged[-1] = (merged[-1][0], end)
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def split_path_seconds(
+    path: Sequence[tuple[float, int | None, str | None]],
+    blocks: Sequence[tuple[float, float]],
+    end: float,
+    window: tuple[float, float] | None,
+    into: dict[int, list[float]],
+) -> float:
+    """split_item_time over epoch seconds, for a whole board in one pass.
+
+    path: the item's (at, state_id or None when gone, stage) steps in time order; each
+    holds until the next step, the last until `end`. blocks: merge_spans_seconds(...)
+    output. Adds [doing, ready, blocked, active, total] seconds per state into `into`
+    (clipped to window when given) and returns the item's active seconds. Same definitions
+    as split_item_time (tested against it), without building Segment objects.
+    """
+    lo, hi = window if window is not None else (-math.inf, math.inf)
+    active_total = 0.0
+    n = len(path)
+    for i in range(n):
+        at, state_id, stage = path[i]
+        if state_id is None:
+            continue
+        start = at if at > lo else lo
+        stop = path[i + 1][0] if i + 1 < n else end
+        if stop > hi:
+            stop = hi
+        if stop <= start:
+            continue
+        length = stop - start
+        blocked = 0.0
+        for b_start, b_end in blocks:
+            if b_start >= stop:
+                break
+            a, b = (b_start if b_start > start else start), (b_end if b_end < stop else stop)
+            if b > a:
+                blocked += b - a
+        acc = into.get(state_id)
+        if acc is None:
+            acc = into[state_id] = [0.0, 0.0, 0.0, 0.0, 0.0]
+        acc[4] += length
+        acc[2] += blocked
+        if stage == DOING:
+            acc[0] += length
+            acc[3] += length - blocked
+            active_total += length - blocked
+        elif stage == READY:
+            acc[1] += length
+    return active_total

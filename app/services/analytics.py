@@ -123,16 +123,8 @@ class ItemHistory:
     done_at: datetime | None
     path: list[tuple[datetime, int | None, str | None]] = field(default_factory=list)
     sent_back: list[tuple[datetime, int | None, int | None]] = field(default_factory=list)
-    blocks: list[m.Interval] = field(default_factory=list)
-
-    def segments(self, now: datetime) -> list[m.Segment]:
-        out: list[m.Segment] = []
-        path = self.path
-        for i, (at, state_id, stage) in enumerate(path):
-            end = path[i + 1][0] if i + 1 < len(path) else now
-            if state_id is not None and end > at:
-                out.append(m.Segment(at, end, state_id, stage))
-        return out
+    # Block periods as epoch seconds (open blocks end at now), sorted and merged.
+    blocks: list[tuple[float, float]] = field(default_factory=list)
 
     def visits(self) -> list[tuple[int, datetime, datetime | None]]:
         """(state_id, entered, left or None) per stay in a state (stage changes stay)."""
@@ -181,7 +173,11 @@ def _replay(session: Session, board_id: int, window: Window) -> dict[int, ItemHi
     ):
         history = items.get(item_id)
         if history is not None and opened < window.now:
-            history.blocks.append(m.Interval(opened, min(resolved or window.now, window.now)))
+            until = resolved if resolved is not None and resolved < window.now else window.now
+            history.blocks.append((opened.timestamp(), until.timestamp()))
+    for history in items.values():
+        if len(history.blocks) > 1:
+            history.blocks = m.merge_spans_seconds(history.blocks)
     return items
 
 
@@ -296,7 +292,9 @@ def flow_report(
     kinds = {s.id: s.kind for s in states}
     replay = _replay(session, board.id, window)
 
-    totals: dict[int, m.StateTime] = defaultdict(m.StateTime)
+    ws_t, we_t, now_t = ws.timestamp(), we.timestamp(), now_.timestamp()
+    # state -> [doing, ready, blocked, active, total] seconds inside the window
+    totals: dict[int, list[float]] = {}
     visit_seconds: dict[int, list[float]] = defaultdict(list)
     waited: dict[int, int] = defaultdict(int)  # items with Ready time in the state, in window
     rework_out: dict[int, int] = defaultdict(int)
@@ -314,14 +312,20 @@ def flow_report(
                 wip_deltas[state_id].append((left, -1))
         if class_of_service is not None and history.class_of_service != class_of_service:
             continue
-        segments = history.segments(now_)
-        per_state = m.split_item_time(segments, history.blocks, (ws, we))
-        for state_id, st in per_state.items():
-            totals[state_id].add(st)
-            if st.ready_seconds > 0:
+        # Epoch seconds from here: the per-item split is the hot loop of this report.
+        path = [(at.timestamp(), state_id, stage) for at, state_id, stage in history.path]
+        per_state: dict[int, list[float]] = {}
+        m.split_path_seconds(path, history.blocks, now_t, (ws_t, we_t), per_state)
+        for state_id, acc in per_state.items():
+            total = totals.get(state_id)
+            if total is None:
+                total = totals[state_id] = [0.0, 0.0, 0.0, 0.0, 0.0]
+            for k in range(5):
+                total[k] += acc[k]
+            if acc[1] > 0:
                 waited[state_id] += 1
             if kinds.get(state_id) == "work":
-                work_seconds += st.total_seconds
+                work_seconds += acc[4]
         for state_id, entered, left in visits:
             if left is not None and ws <= left < we:
                 visit_seconds[state_id].append(_seconds(entered, left))
@@ -333,8 +337,7 @@ def flow_report(
                     rework_in[to_id] += 1
         done_at, committed_at = history.done_at, history.committed_at
         if done_at is not None and committed_at is not None and ws <= done_at < we:
-            whole = m.split_item_time(segments, history.blocks)
-            active_done += sum(st.active_seconds for st in whole.values())
+            active_done += m.split_path_seconds(path, history.blocks, now_t, None, {})
             cycle_done += _seconds(committed_at, done_at)
 
     pct: dict[int, float | None] = {}
@@ -374,11 +377,11 @@ def flow_report(
             ):
                 oldest[state_id] = became_ready
 
-    ready_totals = {sid: st.ready_seconds for sid, st in totals.items()}
+    ready_totals = {sid: acc[1] for sid, acc in totals.items()}
     bottleneck, in_front = choose_bottleneck(states, ready_totals, pct)
     rows: list[StateFlow] = []
     for before, state in zip([None, *states], states, strict=False):
-        st = totals.get(state.id, m.StateTime())
+        doing_s, ready_s, blocked_s, _active_s, _total_s = totals.get(state.id, [0.0] * 5)
         ps = m.percentiles(visit_seconds.get(state.id, []), (50, 85))
         rows.append(
             StateFlow(
@@ -393,9 +396,9 @@ def flow_report(
                 ),
                 median_seconds_in_state=ps["50"],
                 p85_seconds_in_state=ps["85"],
-                doing_seconds=st.doing_seconds,
-                ready_seconds=st.ready_seconds,
-                blocked_seconds=st.blocked_seconds,
+                doing_seconds=doing_s,
+                ready_seconds=ready_s,
+                blocked_seconds=blocked_s,
                 blocked_now=blocked_now.get(state.id, 0),
                 pct_time_at_limit=pct.get(state.id),
                 rework_count=rework_out.get(state.id, 0),

@@ -84,13 +84,13 @@ def _criterion_facts(criterion: Criterion) -> CriterionFacts:
 class _Context:
     """An item loaded with its board's states and criteria (and its checks) for one action."""
 
-    def __init__(self, session: Session, row: ItemRow) -> None:
+    def __init__(self, session: Session, row: ItemRow, states: list[State] | None = None) -> None:
         self.session = session
         self.row = row
         self.item = row.item
         self.board = row.board
         self.role: str = row.role or "viewer"
-        self.states = queries.states_of(session, row.board.id)
+        self.states = states if states is not None else queries.states_of(session, row.board.id)
         self.state_by_id = {state.id: state for state in self.states}
         self.criteria = queries.criteria_with_checks(session, row.board.id, row.item.id)
         self.facts_states = [state_facts(s) for s in self.states]
@@ -327,7 +327,7 @@ def create_item(
     )
     session.flush()
     row = ItemRow(item=item, board=board, role=role, open_block=None)
-    return _detail(_Context(session, row))
+    return _detail(_Context(session, row, states))
 
 
 def _record_override(

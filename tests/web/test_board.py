@@ -66,7 +66,8 @@ def test_structure_like_the_mockup(client: TestClient, seed: Seed) -> None:
     assert "<h3>Doing</h3>" in build and "<h3>Ready</h3>" in build
     assert f'data-sortable-state="{seed.state_id("Build")}"' in build
     assert f'data-sortable-state="{seed.state_id("Done")}"' in section(html, "Done")
-    assert "data-sortable-state" not in section(html, "Backlog")
+    # SortableJS drags only from a bound container: the Backlog (and each Ready) must be one.
+    assert f'data-sortable-state="{seed.state_id("Backlog")}"' in section(html, "Backlog")
     assert '<span class="role">reviewers pull</span>' in section(html, "Review")
     assert "reviewers pull" not in build
     assert 'id="board"' in html and f'data-live-url="/api/v1/boards/{seed.board_id}/stream"' in html
