@@ -11,7 +11,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.live import notify as _notify  # noqa: F401  (registers the hooks that announce events)
 from app.api import health
 from app.api.problems import (
     handle_flow_error,
@@ -23,7 +22,7 @@ from app.api.router import api_router
 from app.config import get_settings
 from app.db.session import Database, get_database
 from app.flow.errors import FlowError
-from app.live.notify import PostgresListener
+from app.live.notify import PostgresListener  # importing it also registers the event hooks
 from app.middleware import BodySizeLimit, SecurityHeaders
 
 ROOT = Path(__file__).resolve().parent.parent
