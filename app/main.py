@@ -24,6 +24,7 @@ from app.db.session import Database, get_database
 from app.flow.errors import FlowError
 from app.live.notify import PostgresListener  # importing it also registers the event hooks
 from app.middleware import BodySizeLimit, SecurityHeaders
+from app.web.router import web_router
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -63,11 +64,6 @@ def create_app(database: Database | None = None, *, listen: bool = True) -> Fast
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.include_router(health.router)
     app.include_router(api_router)
-    try:
-        from app.web.router import web_router
-    except ImportError:  # the HTML side is optional while it is being built
-        web_router = None
-    if web_router is not None:
-        web_router.setup(app)
+    web_router.setup(app)
     app.mount("/static", StaticFiles(directory=ROOT / "static"), name="static")
     return app

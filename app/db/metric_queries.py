@@ -9,7 +9,7 @@ migration 0002.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
@@ -83,17 +83,32 @@ def items_alive_in(
     yield from cast(Iterator[Any], session.connection().execute(stmt, execution_options=_STREAM))
 
 
-def move_events_alive_in(
-    session: Session, board_id: int, start: datetime, end: datetime
+# Item ids per IN (...) list: under SQLite's oldest bind-variable limit (999).
+ID_CHUNK = 900
+
+
+def _chunks(ids: Sequence[int]) -> Iterator[Sequence[int]]:
+    for first in range(0, len(ids), ID_CHUNK):
+        yield ids[first : first + ID_CHUNK]
+
+
+def events_of_items(
+    session: Session,
+    item_ids: Sequence[int],
+    *,
+    types: tuple[str, ...] = MOVE_TYPES,
+    until: datetime | None = None,
 ) -> Iterator[tuple[int, int, str, datetime, int | None, int | None, str | None]]:
-    """(item_id, event id, type, at, from_state_id, to_state_id, stage) of every move of the
-    items alive in the window, over their whole life (the state at the window start needs
-    the past).
-    Unordered: callers group by item and sort by (at, id) themselves, letting the database
-    hash-join instead of sorting.
+    """(item_id, event id, type, at, from_state_id, to_state_id, stage) of the items' events
+    of these types (at or before `until`), over their whole life, unordered.
+
+    By explicit item ids, in chunks: with a join instead, PostgreSQL prefers a parallel
+    scan of the whole event table (every board's events); ids make it use the
+    (item_id, id) index, so the cost follows the items asked for, not the database size.
     """
-    stmt = (
-        select(
+    conn = session.connection()
+    for chunk in _chunks(item_ids):
+        stmt = select(
             Event.item_id,
             Event.id,
             Event.type,
@@ -101,23 +116,22 @@ def move_events_alive_in(
             Event.from_state_id,
             Event.to_state_id,
             Event.stage,
-        )
-        .join(Item, Item.id == Event.item_id)
-        .where(*_alive_in(board_id, start, end), Event.type.in_(MOVE_TYPES))
-    )
-    yield from cast(Iterator[Any], session.connection().execute(stmt, execution_options=_STREAM))
+        ).where(Event.item_id.in_(chunk), Event.type.in_(types))
+        if until is not None:
+            stmt = stmt.where(Event.at <= until)
+        yield from cast(Iterator[Any], conn.execute(stmt, execution_options=_STREAM))
 
 
-def blocks_alive_in(
-    session: Session, board_id: int, start: datetime, end: datetime
+def blocks_of_items(
+    session: Session, item_ids: Sequence[int]
 ) -> Iterator[tuple[int, datetime, datetime | None]]:
-    """(item_id, opened_at, resolved_at) of every block of the items alive in the window."""
-    stmt = (
-        select(Block.item_id, Block.opened_at, Block.resolved_at)
-        .join(Item, Item.id == Block.item_id)
-        .where(*_alive_in(board_id, start, end))
-    )
-    yield from cast(Iterator[Any], session.connection().execute(stmt, execution_options=_STREAM))
+    """(item_id, opened_at, resolved_at) of every block of these items."""
+    conn = session.connection()
+    for chunk in _chunks(item_ids):
+        stmt = select(Block.item_id, Block.opened_at, Block.resolved_at).where(
+            Block.item_id.in_(chunk)
+        )
+        yield from cast(Iterator[Any], conn.execute(stmt, execution_options=_STREAM))
 
 
 def done_before(
@@ -260,23 +274,6 @@ def _open_at(board_id: int, at: datetime) -> list[Any]:
 def open_items_at(session: Session, board_id: int, at: datetime) -> Iterator[tuple[int, str]]:
     """(id, key) of items that existed at `at` and were neither done nor discarded yet."""
     stmt = select(Item.id, Item.key).where(*_open_at(board_id, at))
-    yield from cast(Iterator[Any], session.connection().execute(stmt, execution_options=_STREAM))
-
-
-def events_until(
-    session: Session, board_id: int, at: datetime
-) -> Iterator[tuple[int, int, str, datetime, int | None, str | None]]:
-    """(item_id, event id, type, at, to_state_id, stage) of moves and blocks up to `at`, for
-    the items open at `at`."""
-    stmt = (
-        select(Event.item_id, Event.id, Event.type, Event.at, Event.to_state_id, Event.stage)
-        .join(Item, Item.id == Event.item_id)
-        .where(
-            *_open_at(board_id, at),
-            Event.at <= at,
-            Event.type.in_(MOVE_TYPES + BLOCK_TYPES),
-        )
-    )
     yield from cast(Iterator[Any], session.connection().execute(stmt, execution_options=_STREAM))
 
 

@@ -358,7 +358,7 @@ def last_owner_in_state(session: Session, item_id: int, state_id: int) -> int | 
         .where(
             Event.item_id == item_id,
             Event.to_state_id == state_id,
-            Event.type.in_(("pulled", "sent_back", "imported_transition")),
+            Event.type.in_(("pulled", "sent_back")),
         )
         .order_by(Event.id.desc())
         .limit(1)

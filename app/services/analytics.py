@@ -153,9 +153,8 @@ def _replay(session: Session, board_id: int, window: Window) -> dict[int, ItemHi
     moves: dict[int, list[tuple[datetime, int, str, int | None, int | None, str | None]]] = (
         defaultdict(list)
     )
-    for item_id, event_id, type_, at, from_id, to_id, stage in mq.move_events_alive_in(
-        session, board_id, window.start, window.end
-    ):
+    ids = list(items)
+    for item_id, event_id, type_, at, from_id, to_id, stage in mq.events_of_items(session, ids):
         moves[item_id].append((at, event_id, type_, from_id, to_id, stage))
     for item_id, rows in moves.items():
         history = items.get(item_id)
@@ -168,9 +167,7 @@ def _replay(session: Session, board_id: int, window: Window) -> dict[int, ItemHi
             history.path.append((at, None if type_ == "discarded" else to_id, stage))
             if type_ == "sent_back":
                 history.sent_back.append((at, from_id, to_id))
-    for item_id, opened, resolved in mq.blocks_alive_in(
-        session, board_id, window.start, window.end
-    ):
+    for item_id, opened, resolved in mq.blocks_of_items(session, ids):
         history = items.get(item_id)
         if history is not None and opened < window.now:
             until = resolved if resolved is not None and resolved < window.now else window.now
@@ -830,7 +827,10 @@ def snapshot(
     keys = dict(mq.open_items_at(session, board.id, at_))
     last: dict[int, tuple[datetime, int, int | None, str | None]] = {}
     blocked: dict[int, tuple[datetime, int, bool]] = {}
-    for item_id, event_id, type_, ev_at, to_id, stage in mq.events_until(session, board.id, at_):
+    events = mq.events_of_items(
+        session, list(keys), types=mq.MOVE_TYPES + mq.BLOCK_TYPES, until=at_
+    )
+    for item_id, event_id, type_, ev_at, _from_id, to_id, stage in events:
         order = (ev_at, event_id)
         if type_ in mq.BLOCK_TYPES:
             seen = blocked.get(item_id)
