@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import uvicorn
-from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import Page, ViewportSize, sync_playwright
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a plain script from anywhere
@@ -37,7 +37,7 @@ CHROMIUM_ARGS = [
 ]
 OUT = ROOT / "docs" / "screenshots"
 BOARD_NAME = "Document reviews"
-VIEWPORT = {"width": 1280, "height": 900}
+VIEWPORT: ViewportSize = {"width": 1280, "height": 900}
 
 
 def serve(database: Database) -> tuple[uvicorn.Server, threading.Thread, str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from app.auth.passwords import MIN_PASSWORD_LENGTH, hash_password, verify_password
@@ -56,6 +57,22 @@ def create_user(
     session.add(user)
     session.flush()
     return user
+
+
+FIRST_ADMIN_LOCK = 0x466C6F77  # "Flow": one advisory lock id for first-run setup
+
+
+def create_first_admin(*, session: Session, email: str, name: str, password: str) -> User | None:
+    """The first account, an admin; None when anyone has an account already.
+
+    Racing first-run setups must not both win: PostgreSQL takes a transaction-scoped advisory
+    lock before counting; SQLite's write transaction (BEGIN IMMEDIATE) already serialises them.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": FIRST_ADMIN_LOCK})
+    if queries.user_count(session) > 0:
+        return None
+    return create_user(session=session, email=email, name=name, password=password, is_admin=True)
 
 
 def authenticate(*, session: Session, email: str, password: str) -> User:

@@ -138,16 +138,14 @@ def setup(request: Request, session: DbSession, form: FormData) -> Response:
             status_code=422,
         )
     try:
-        user = users.create_user(
-            session=session,
-            email=email,
-            name=name,
-            password=form.get("password", ""),
-            is_admin=True,
+        user = users.create_first_admin(
+            session=session, email=email, name=name, password=form.get("password", "")
         )
     except FlowError as error:
         session.rollback()
         return _pre_auth_form(
             request, "setup.html", {**context, "error": error.detail}, status_code=error.status
         )
+    if user is None:  # someone else finished setting up a moment ago
+        return see_other("/login")
     return _sign_in(request, session, user, "/")

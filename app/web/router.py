@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter, FastAPI
 
-from app.web import admin, auth, boards, errors, items, live, me, settings
+from app.web import admin, analytics, auth, boards, errors, items, live, me, settings
 
 
 class WebRouter:
     def __init__(self) -> None:
         self.router = APIRouter(include_in_schema=False)
-        for module in (auth, boards, items, me, settings, admin):
+        for module in (auth, boards, items, me, settings, admin, analytics):
             self.router.include_router(module.router)
         self.router.include_router(live.router)
 

@@ -1,8 +1,8 @@
 """Browser tests: real Chromium (Playwright, sync API) against a real uvicorn server.
 
 Each test gets its own server on the test's `database` (so SQLite and, when configured,
-PostgreSQL with LISTEN/NOTIFY), its seeded board and a fresh browser context; the browser
-itself is shared for the session. Every test here is marked `browser` and kept on one xdist
+PostgreSQL with LISTEN/NOTIFY), its seeded board and a fresh browser context; one Chromium
+serves the whole package. Every test here is marked `browser` and kept on one xdist
 worker (`xdist_group("browser")`), so the suite's `-n 2 --dist loadgroup` never runs two
 Chromiums side by side.
 """
@@ -14,12 +14,20 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 import uvicorn
-from playwright.sync_api import Browser, BrowserContext, Page, Playwright, expect, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    Dialog,
+    Page,
+    Playwright,
+    expect,
+    sync_playwright,
+)
 
 from app.db.session import Database
 from app.main import create_app
@@ -109,7 +117,10 @@ def board(database: Database) -> Seed:
 # ---------------- Browser ----------------
 
 
-@pytest.fixture(scope="session")
+# Package scope, not session: the sync API keeps an asyncio loop running in the main thread
+# while Playwright is alive, and any later test on the same xdist worker that calls
+# asyncio.run() would fail with "cannot be called from a running event loop".
+@pytest.fixture(scope="package")
 def playwright_instance() -> Iterator[Playwright]:
     if not CHROMIUM.exists():
         message = "Chromium not installed (apt-get install chromium)"
@@ -120,7 +131,7 @@ def playwright_instance() -> Iterator[Playwright]:
         yield playwright
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(playwright_instance: Playwright) -> Iterator[Browser]:
     chromium = playwright_instance.chromium.launch(
         executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
@@ -137,7 +148,13 @@ class Browsing:
 
     browser: Browser
     server: LiveServer
-    contexts: list[BrowserContext]
+    contexts: list[BrowserContext] = field(default_factory=list)
+    # Messages of every alert()/confirm() any page opened: a script the page did not mean to run.
+    dialogs: list[str] = field(default_factory=list)
+
+    def _on_dialog(self, dialog: Dialog) -> None:
+        self.dialogs.append(dialog.message)
+        dialog.dismiss()
 
     def new_page(self) -> Page:
         context = self.browser.new_context(
@@ -145,15 +162,13 @@ class Browsing:
         )
         self.contexts.append(context)
         page = context.new_page()
-        page.dialogs = []  # type: ignore[attr-defined]
-        # Any alert()/confirm() would be a script the page did not mean to run (XSS tests).
-        page.on("dialog", lambda dialog: (page.dialogs.append(dialog.message), dialog.dismiss()))  # type: ignore[attr-defined]
+        page.on("dialog", self._on_dialog)
         return page
 
 
 @pytest.fixture
 def browsing(browser: Browser, server: LiveServer) -> Iterator[Browsing]:
-    opened = Browsing(browser, server, [])
+    opened = Browsing(browser, server)
     try:
         yield opened
     finally:

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import httpx
 import pytest
 from playwright.sync_api import Locator, Page, expect
 
-from tests.browser.conftest import Browsing, sign_in
-from tests.factories import Seed
+from tests.browser.conftest import Browsing, LiveServer, sign_in
+from tests.factories import PASSWORD, Seed
 from tests.web.helpers import add_item, item_state
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
@@ -199,7 +200,9 @@ def test_a_change_by_someone_else_shows_up_live(browsing: Browsing, board: Seed)
 XSS = "<img src=x onerror=alert(1)>"
 
 
-def test_a_hostile_title_is_only_text(signed_in: OpenBoard, board: Seed) -> None:
+def test_a_hostile_title_is_only_text(
+    signed_in: OpenBoard, browsing: Browsing, board: Seed
+) -> None:
     page = signed_in("member")
     page.locator("summary", has_text="New item").click()
     page.get_by_label("Title").fill(XSS)
@@ -215,7 +218,7 @@ def test_a_hostile_title_is_only_text(signed_in: OpenBoard, board: Seed) -> None
     expect(page.locator(".item-title")).to_contain_text(XSS)
     expect(page.get_by_label("Title")).to_have_value(XSS)
     assert page.locator("img[src='x']").count() == 0
-    assert page.dialogs == []  # type: ignore[attr-defined]
+    assert browsing.dialogs == []
 
 
 def test_keyboard_only_pull(signed_in: OpenBoard, board: Seed) -> None:
@@ -236,3 +239,29 @@ def test_keyboard_only_pull(signed_in: OpenBoard, board: Seed) -> None:
 
     expect(card(doing(page, "Build"), item_id)).to_be_visible()
     assert item_state(board, item_id)[:2] == (board.state_id("Build"), "doing")
+
+
+def test_a_change_through_the_api_shows_up_live(
+    browsing: Browsing, board: Seed, server: LiveServer
+) -> None:
+    """A script with a bearer token (another connection, NOTIFY on PostgreSQL) moves a card."""
+    item_id = add_item(board, "Moved by a script")
+    watcher = browsing.new_page()
+    sign_in(watcher, board.user("viewer").email, next_path=f"/boards/{board.board_id}")
+    expect(watcher.locator("#live-status")).to_have_text("Live")
+    expect(card(region(watcher, "Backlog"), item_id)).to_be_visible()
+    mark_page(watcher)
+
+    with httpx.Client(base_url=server.base_url, timeout=10) as api:
+        token = api.post(
+            "/api/v1/auth/token",
+            data={"username": board.user("member2").email, "password": PASSWORD},
+        )
+        assert token.status_code == 200, token.text
+        headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
+        pulled = api.post(f"/api/v1/items/{item_id}/pull", headers=headers)
+        assert pulled.status_code == 200, pulled.text
+
+    expect(card(doing(watcher, "Build"), item_id)).to_be_visible(timeout=2000)
+    expect(card(doing(watcher, "Build"), item_id).locator(".avatar")).to_have_text("MA")
+    assert_no_reload(watcher)

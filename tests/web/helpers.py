@@ -150,3 +150,11 @@ def item_state(seed: Seed, item_id: int) -> tuple[int, str | None, int]:
 def event_count(seed: Seed) -> int:
     with seed.database.unit_of_work(write=False) as session:
         return session.scalar(select(func.count()).select_from(Event)) or 0
+
+
+def key(seed: Seed, item_id: int) -> str:
+    """The item's key (like TST-3): numbers are per board, ids are not."""
+    with seed.database.unit_of_work(write=False) as session:
+        item = session.get(Item, item_id)
+        assert item is not None
+        return item.key

@@ -15,6 +15,7 @@ from tests.web.helpers import (
     event_count,
     htmx_headers,
     item_state,
+    key,
     sign_in,
 )
 
@@ -113,7 +114,8 @@ def test_pull_signals(client: TestClient, seed: Seed) -> None:
     first = add_item(seed, "first", into="Build", ready=True)
     html = board(client, seed)
     review = section(html, "Review")
-    assert f'<div class="signal">Room for 2: pull TST-{first} from Build</div>' in review
+    signal = f'<div class="signal">Room for 2: pull {key(seed, first)} from Build</div>'
+    assert signal in review
     # Fill Review (limit 2): the Ready half of Build says it waits.
     add_item(seed, "r1", into="Review")
     add_item(seed, "r2", into="Review")
@@ -140,22 +142,22 @@ def test_buttons_per_role(client: TestClient, seed: Seed) -> None:
 
     sign_in(client, seed.user("member"))
     html = board(client, seed)
-    assert buttons(card_html(html, f"TST-{backlog_item}")) == ["Pull", "Block", "Block"]
-    assert "data-pull-url" in card_html(html, f"TST-{backlog_item}")
-    assert buttons(card_html(html, f"TST-{doing}")) == ["Mark ready", "Block", "Block"]
+    assert buttons(card_html(html, key(seed, backlog_item))) == ["Pull", "Block", "Block"]
+    assert "data-pull-url" in card_html(html, key(seed, backlog_item))
+    assert buttons(card_html(html, key(seed, doing))) == ["Mark ready", "Block", "Block"]
     # Review is a reviewer state: a member may not pull into it nor send work back from it.
-    assert "Pull" not in buttons(card_html(html, f"TST-{ready}"))
-    assert "data-pull-url" not in card_html(html, f"TST-{ready}")
-    assert "Send back" not in buttons(card_html(html, f"TST-{in_review}"))
-    assert "Mark ready" not in buttons(card_html(html, f"TST-{in_review}"))  # not the owner
-    assert buttons(card_html(html, f"TST-{blocked}")) == ["Unblock"]
+    assert "Pull" not in buttons(card_html(html, key(seed, ready)))
+    assert "data-pull-url" not in card_html(html, key(seed, ready))
+    assert "Send back" not in buttons(card_html(html, key(seed, in_review)))
+    assert "Mark ready" not in buttons(card_html(html, key(seed, in_review)))  # not the owner
+    assert buttons(card_html(html, key(seed, blocked))) == ["Unblock"]
     assert "New item" in html
 
     sign_in(client, seed.user("reviewer"))
     html = board(client, seed)
-    assert "Pull" in buttons(card_html(html, f"TST-{ready}"))
+    assert "Pull" in buttons(card_html(html, key(seed, ready)))
     assert f'data-pull-url="/boards/{seed.board_id}/items/{ready}/pull"' in html
-    review_buttons = buttons(card_html(html, f"TST-{in_review}"))
+    review_buttons = buttons(card_html(html, key(seed, in_review)))
     assert "Send back" in review_buttons and "Mark ready" in review_buttons
 
 
@@ -177,7 +179,7 @@ def test_card_shows_key_owner_age_class_due_and_criteria(client: TestClient, see
             changes={"due_date": date(2031, 12, 4)},
         )
     sign_in(client, seed.user("member"))
-    card = card_html(board(client, seed), f"TST-{item_id}")
+    card = card_html(board(client, seed), key(seed, item_id))
     assert 'class="card fixed_date"' in card
     assert "fixed date · " in card and re.search(r"\d+m in Build", card)
     assert "due 4 Dec 2031" in card
@@ -194,7 +196,7 @@ def test_blocked_badge(client: TestClient, seed: Seed) -> None:
     item_id = add_item(seed, "waiting", into="Build")
     block(seed, item_id, waiting_on="CFO")
     sign_in(client, seed.user("member"))
-    card = card_html(board(client, seed), f"TST-{item_id}")
+    card = card_html(board(client, seed), key(seed, item_id))
     assert 'class="card standard blocked"' in card
     assert re.search(
         r'<span class="blockbadge">Blocked \d+m · Waiting for information · waits on CFO</span>',
@@ -219,7 +221,7 @@ def test_pull_via_htmx_returns_the_new_board(client: TestClient, seed: Seed) -> 
     response = post(client, f"/boards/{seed.board_id}/items/{item_id}/pull")
     assert response.status_code == 200
     assert response.text.startswith('<div id="board"')
-    assert f"TST-{item_id}" in section(response.text, "Build")
+    assert key(seed, item_id) in section(response.text, "Build")
     assert item_state(seed, item_id)[:2] == (seed.state_id("Build"), "doing")
 
 
@@ -269,9 +271,9 @@ def test_wip_refusal_explains_next_to_the_card(client: TestClient, seed: Seed) -
     message = _alert_before_card(response.text, item_id)
     assert message == (
         "Build is at its WIP limit (3/3): finish or hand off an item there before pulling "
-        f"TST-{item_id}."
+        f"{key(seed, item_id)}."
     )
-    assert f"TST-{item_id}" in section(response.text, "Backlog")
+    assert key(seed, item_id) in section(response.text, "Backlog")
     assert event_count(seed) == events
     # Apart from the alert, the board is the same as before.
     assert re.sub(r'<div class="alert inline".*?</div>\s*', "", response.text) == before
@@ -333,17 +335,17 @@ def test_block_unblock_and_send_back_from_the_board(client: TestClient, seed: Se
         {"reason_id": str(reason.id), "note": "legal", "waiting_on": "Legal team"},
     )
     assert response.status_code == 200
-    assert f"{reason.name} · waits on Legal team" in card_html(response.text, f"TST-{item_id}")
+    assert f"{reason.name} · waits on Legal team" in card_html(response.text, key(seed, item_id))
     response = post(client, f"/boards/{seed.board_id}/items/{item_id}/unblock")
     assert response.status_code == 200
-    assert "blockbadge" not in card_html(response.text, f"TST-{item_id}")
+    assert "blockbadge" not in card_html(response.text, key(seed, item_id))
     response = post(
         client,
         f"/boards/{seed.board_id}/items/{item_id}/send-back",
         {"to_state_id": str(seed.state_id("Build")), "reason": "missing figures"},
     )
     assert response.status_code == 200
-    assert f"TST-{item_id}" in section(response.text, "Build")
+    assert key(seed, item_id) in section(response.text, "Build")
     assert item_state(seed, item_id)[:2] == (seed.state_id("Build"), "doing")
     # Send back without a reason is refused (422) next to the card.
     item2 = add_item(seed, into="Review")
@@ -402,9 +404,9 @@ def test_expedite_lane(client: TestClient, seed: Seed) -> None:
     ]
     assert '<div class="lane-title">Expedite</div>' in html
     lane_build = section(html, "Expedite: Build")
-    assert f"TST-{urgent}" in lane_build and f"TST-{normal}" not in lane_build
-    assert f"TST-{urgent}" not in section(html, "Build")
-    assert f"TST-{normal}" in section(html, "Build")
+    assert key(seed, urgent) in lane_build and key(seed, normal) not in lane_build
+    assert key(seed, urgent) not in section(html, "Build")
+    assert key(seed, normal) in section(html, "Build")
     assert html.index("Expedite: Build") < html.index('aria-label="Build"')
     assert lane
     # Without expedite items there is no lane.
@@ -423,16 +425,16 @@ def test_filters_live_in_the_url(client: TestClient, seed: Seed) -> None:
     sign_in(client, seed.user("member"))
     sam = seed.user("member").id
     html = board(client, seed, f"?owner={sam}")
-    assert f"TST-{mine}" in html and f"TST-{theirs}" not in html
+    assert key(seed, mine) in html and key(seed, theirs) not in html
     assert f'<option value="{sam}" selected>' in html
     assert f'data-refresh-url="/boards/{seed.board_id}?owner={sam}"' in html
     html = board(client, seed, "?q=travel")
-    assert f"TST-{theirs}" in html and f"TST-{mine}" not in html
+    assert key(seed, theirs) in html and key(seed, mine) not in html
     assert 'value="travel"' in html
     html = board(client, seed, "?blocked=1")
-    assert f"TST-{blocked}" in html and f"TST-{mine}" not in html
+    assert key(seed, blocked) in html and key(seed, mine) not in html
     html = board(client, seed, "?cos=fixed_date&q=blocked")
-    assert f"TST-{blocked}" in html and f"TST-{theirs}" not in html
+    assert key(seed, blocked) in html and key(seed, theirs) not in html
     assert f"/boards/{seed.board_id}/items/{blocked}/unblock?q=blocked&amp;cos=fixed_date" in html
     # WIP counts are the state's, not the filter's.
     assert '<span class="wip under">2/3</span>' in section(html, "Build")

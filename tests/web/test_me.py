@@ -7,7 +7,7 @@ import re
 from fastapi.testclient import TestClient
 
 from tests.factories import seed_board
-from tests.web.helpers import add_item, block, sign_in
+from tests.web.helpers import add_item, block, key, sign_in
 
 
 def part(html: str, heading_id: str) -> str:
@@ -38,17 +38,17 @@ def test_sections(client: TestClient, database: object) -> None:
     html = client.get("/me").text
     reviews = part(html, "me-reviews")
     assert "Test board: pull into Review" in reviews
-    assert reviews.index(f"TST-{older}") < reviews.index(f"TST-{newer}")
+    assert reviews.index(key(seed, older)) < reviews.index(key(seed, newer))
     assert "No handoffs wait for you." in part(html, "me-handoffs")
 
     sign_in(client, seed.user("member"))
     html = client.get("/me").text
     mine = part(html, "me-doing")
-    assert f"TST-{doing}" in mine and "I am on it" in mine and f"TST-{older}" not in mine
+    assert key(seed, doing) in mine and "I am on it" in mine and key(seed, older) not in mine
     # Review is a reviewer state: nothing waits for a member to pull.
     assert "No reviews wait for you." in part(html, "me-reviews")
     blocked = part(html, "me-blocked")
-    assert f"TST-{stuck}" in blocked
+    assert key(seed, stuck) in blocked
     assert re.search(r"Blocked \d+m · Waiting for information · waits on Legal", blocked)
     assert '<span class="wip at">2/2 at limit</span>' in part(html, "me-wip")
     assert "<b>2 doing</b>" in html
@@ -73,5 +73,5 @@ def test_handoffs_for_member_states(client: TestClient, database: object) -> Non
     sign_in(client, seed.user("member"))
     html = client.get("/me").text
     handoffs = part(html, "me-handoffs")
-    assert "Test board: pull into Edit" in handoffs and f"TST-{waiting}" in handoffs
+    assert "Test board: pull into Edit" in handoffs and key(seed, waiting) in handoffs
     assert "<b>1 waiting for you</b>" in html
