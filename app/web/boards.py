@@ -148,10 +148,12 @@ def create_item(
             due_date=parse_date(form.get("due_date")),
         )
         commit(session)
+    except NotFound:
+        # Re-raised before any rollback: a rollback would expire the signed-in user that the
+        # 404 page still shows; closing the request's session discards the work anyway.
+        raise
     except FlowError as error:
         session.rollback()
-        if isinstance(error, NotFound):
-            raise
         return board_response(
             request, session, user, board_id, alert=error.detail, status_code=error.status
         )
@@ -182,10 +184,12 @@ def card_action(
             session, user=user, item_id=item_id, action=action, form=form, board_id=board_id
         )
         commit(session)
+    except NotFound:
+        # Re-raised before any rollback: a rollback would expire the signed-in user that the
+        # 404 page still shows; closing the request's session discards the work anyway.
+        raise
     except FlowError as error:
         session.rollback()
-        if isinstance(error, NotFound):
-            raise
         return board_response(
             request,
             session,

@@ -178,9 +178,9 @@ def _done(request: Request, session: Session, user: User, item_id: int) -> Respo
 def _refused(
     request: Request, session: Session, user: User, item_id: int, error: FlowError
 ) -> Response:
-    session.rollback()
     if isinstance(error, NotFound):
-        raise error
+        raise error  # before any rollback, which would expire the user the 404 page shows
+    session.rollback()
     return item_response(
         request, session, user, item_id, alert=error.detail, status_code=error.status
     )

@@ -470,3 +470,16 @@ def test_home_lists_or_redirects(client: TestClient, seed: Seed) -> None:
 def test_admin_sees_every_board(client: TestClient, seed: Seed, role: str) -> None:
     sign_in(client, seed.user(role))
     assert "Test board" in board(client, seed)
+
+
+def test_outsider_posting_a_new_item_gets_the_404_page(client, seed) -> None:  # type: ignore[no-untyped-def]
+    from tests.web.helpers import htmx_headers, sign_in
+
+    sign_in(client, seed.user("outsider"))
+    response = client.post(
+        f"/boards/{seed.board_id}/items",
+        data={"title": "Sneaky", "csrf_token": client.csrf_token},  # type: ignore[attr-defined]
+        headers={k: v for k, v in htmx_headers(client).items() if k != "HX-Request"},
+    )
+    assert response.status_code == 404
+    assert "Sneaky" not in response.text
