@@ -94,7 +94,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         "Sign in at http://127.0.0.1:8000/login with one of these demo accounts",
         f"(every demo account's password is: {result.password})",
     ]
-    lines += [f"  {email:<24} {name} ({role})" for name, email, role in result.users]
+    lines += [f"  {email:<24} {name}: {role}" for name, email, role in result.users]
     text = "\n".join(lines)
     write_credentials(text)
     boards = ", ".join(name for _, name in result.boards)

@@ -44,8 +44,14 @@ class ColumnKey:
     expedite: bool
 
 
+def in_expedite_lane(item: Item) -> bool:
+    """Only open expedite work rides the lane; delivered expedite items sit in Done as usual."""
+    return item.class_of_service == "expedite" and item.done_at is None
+
+
 def _lane() -> ColumnElement[int]:
-    return case((Item.class_of_service == "expedite", 1), else_=0)
+    # The SQL twin of in_expedite_lane(): counts, pages and cards must agree on the lane.
+    return case((and_(Item.class_of_service == "expedite", Item.done_at.is_(None)), 1), else_=0)
 
 
 def _shown(board_id: int, done_state_id: int | None) -> list[ColumnElement[bool]]:
@@ -125,9 +131,7 @@ def visible_cards(
         inner = inner.where(
             Item.state_id == only.state_id,
             Item.stage.is_(None) if only.stage is None else Item.stage == only.stage,
-            (Item.class_of_service == "expedite")
-            if only.expedite
-            else (Item.class_of_service != "expedite"),
+            lane == (1 if only.expedite else 0),
         )
     ranked = _filtered(inner, filters).subquery()
     owner = User.__table__.alias("owner")

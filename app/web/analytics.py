@@ -153,7 +153,6 @@ def _flow_page(
             flow.days,
             [(s.name, s.counts) for s in flow.states],
         ),
-        "cfd_legend": charts.legend([s.name for s in flow.states]),
         "scatter": charts.scatter_chart(
             "Cycle time of each item done, with the 50, 85 and 95 % lines",
             [(c.done_at, c.cycle_seconds, c.key) for c in cycle.items],
@@ -165,7 +164,7 @@ def _flow_page(
             f"Throughput: items done per {'week' if interval == 'week' else 'day'}",
             [
                 Bar(
-                    b.start.isoformat(),
+                    f"{b.start.day} {b.start:%b}",
                     b.count,
                     f"{'Week of ' if interval == 'week' else ''}{b.start.isoformat()}: "
                     f"{b.count} done",

@@ -315,7 +315,7 @@ def build_board(
     grouped: dict[ColumnKey, list[Card]] = {}
     for card in cards:
         item = card.item
-        key = ColumnKey(item.state_id, item.stage, item.class_of_service == "expedite")
+        key = ColumnKey(item.state_id, item.stage, bq.in_expedite_lane(item))
         grouped.setdefault(key, []).append(card)
     has_lane = any(k.expedite and n for k, n in counts.items())
     delivered = sum(n for k, n in counts.items() if done is not None and k.state_id == done.id)

@@ -144,8 +144,9 @@ class _Frame:
             f"{escape(y_label)}</text>"
         )
         for x, label in x_labels:
+            anchor = "end" if x > WIDTH - RIGHT - 24 else "middle"
             out.append(
-                f'<text class="tick" x="{x:.1f}" y="{bottom + 16}" text-anchor="middle">'
+                f'<text class="tick" x="{x:.1f}" y="{bottom + 16}" text-anchor="{anchor}">'
                 f"{escape(label)}</text>"
             )
         return out
@@ -163,14 +164,23 @@ class _Frame:
         )
 
 
+def _percentile_lines(frame: _Frame, lines: dict[str, float]) -> list[str]:
+    """One dashed line per distinct value; equal percentiles share it ('85%, 95%: 6.0 days')."""
+    grouped: dict[float, list[str]] = {}
+    for name, value in sorted(lines.items(), key=lambda kv: int(kv[0])):
+        grouped.setdefault(value, []).append(name)
+    return [
+        frame.hline(value, names[0], f"{'%, '.join(names)}%: {friendly_duration(value * 86_400)}")
+        for value, names in grouped.items()
+    ]
+
+
 def _spread_labels(n: int, at: Sequence[float], labels: Sequence[str]) -> list[tuple[float, str]]:
     """At most about six x-axis labels, evenly picked."""
     if n == 0:
         return []
     step = max(1, (n + 5) // 6)
     picked = list(range(0, n, step))
-    if picked[-1] != n - 1 and n > 1 and (n - 1 - picked[-1]) >= step / 2:
-        picked.append(n - 1)
     return [(at[i], labels[i]) for i in picked]
 
 
@@ -214,12 +224,22 @@ def cfd_chart(
             f"</polygon>"
         )
         lower = upper
-    return _svg(title, body + bands, css="chart-svg cfd")
+    return _svg(title, body + bands + _legend([n for n, _c in series]), css="chart-svg cfd")
 
 
-def legend(names: Sequence[str]) -> list[tuple[str, str, int]]:
-    """(name, fallback colour, series index) per state, for the HTML legend under a chart."""
-    return [(name, PALETTE[i % len(PALETTE)], i) for i, name in enumerate(names)]
+def _legend(names: Sequence[str]) -> list[str]:
+    """Swatch and name per series along the bottom edge (the names are in the data table too)."""
+    out = ['<g class="legend">']
+    x = float(LEFT)
+    for i, name in enumerate(names):
+        out.append(
+            f'<rect class="swatch series-{i}" x="{x:.1f}" y="{HEIGHT - 14}" width="10" '
+            f'height="10" fill="{PALETTE[i % len(PALETTE)]}"/>'
+            f'<text x="{x + 14:.1f}" y="{HEIGHT - 5}">{escape(name)}</text>'
+        )
+        x += 24 + 6.5 * min(len(name), 30)
+    out.append("</g>")
+    return out
 
 
 # --------------------------------------------------------------------------- scatter
@@ -250,8 +270,7 @@ def scatter_chart(
             f'cy="{frame.y(seconds / 86_400):.1f}" r="4" fill="{PALETTE[0]}" fill-opacity="0.8">'
             f"<title>{escape(label)} · {escape(friendly_duration(seconds))}</title></circle>"
         )
-    for name, value in sorted(lines.items(), key=lambda kv: int(kv[0])):
-        marks.append(frame.hline(value, name, f"{name}%: {friendly_duration(value * 86_400)}"))
+    marks.extend(_percentile_lines(frame, lines))
     return _svg(title, body + marks, css="chart-svg scatter")
 
 
@@ -305,8 +324,7 @@ def aging_chart(
                 f'fill="{PALETTE[i % len(PALETTE)]}">'
                 f"<title>{escape(label)} · {escape(friendly_duration(age))}</title></circle>"
             )
-    for name, value in sorted(lines.items(), key=lambda kv: int(kv[0])):
-        body.append(frame.hline(value, name, f"{name}%: {friendly_duration(value * 86_400)}"))
+    body.extend(_percentile_lines(frame, lines))
     return _svg(title, body, css="chart-svg aging")
 
 

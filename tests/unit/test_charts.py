@@ -168,3 +168,21 @@ def test_titles_are_escaped_in_the_markup() -> None:
 )
 def test_friendly_duration(seconds: float | None, text: str) -> None:
     assert charts.friendly_duration(seconds) == text
+
+
+def test_equal_percentiles_share_one_line() -> None:
+    root = parse(
+        charts.aging_chart(
+            "Aging", [("Build", [(86_400.0, "A-1")])], {"50": 3600.0, "85": 7200.0, "95": 7200.0}
+        )
+    )
+    assert titles(root, "line") == ["50%: 1 h", "85%, 95%: 2 h"]
+
+
+def test_cfd_legend_names_every_state_escaped() -> None:
+    days = [date(2026, 3, 1), date(2026, 3, 2)]
+    svg = charts.cfd_chart("CFD", days, [("Backlog", [1, 1]), (EVIL, [0, 1])])
+    root = parse(svg)
+    legend = next(g for g in root.iter(f"{NS}g") if g.get("class") == "legend")
+    assert [t.text for t in legend.iter(f"{NS}text")] == ["Backlog", EVIL]
+    assert len(list(legend.iter(f"{NS}rect"))) == 2

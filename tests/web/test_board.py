@@ -417,6 +417,15 @@ def test_expedite_lane(client: TestClient, seed: Seed) -> None:
     assert "lane-title" not in board(client, seed)
 
 
+def test_delivered_expedite_items_leave_the_lane_for_done(client: TestClient, seed: Seed) -> None:
+    # Build -> Review -> (ready in the last work state delivers to Done at once).
+    delivered = add_item(seed, "shipped fast", cos="expedite", into="Review", ready=True)
+    sign_in(client, seed.user("member"))
+    html = board(client, seed)
+    assert "lane-title" not in html
+    assert key(seed, delivered) in section(html, "Done")
+
+
 def test_filters_live_in_the_url(client: TestClient, seed: Seed) -> None:
     mine = add_item(seed, "Expense policy", into="Build")
     theirs = add_item(seed, "Travel rules", by="member2", into="Build")
