@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Depends, Query, Response
 from fastapi.responses import JSONResponse
 
 from app.api.deps import CurrentUser, DbSession
@@ -25,6 +25,31 @@ ClassOfService = Annotated[
 ]
 
 
+class Window:
+    """The query every analytics call shares: the window and the class-of-service filter."""
+
+    def __init__(
+        self,
+        board_id: int,
+        session: DbSession,
+        user: CurrentUser,
+        start: From = None,
+        end: To = None,
+        class_of_service: ClassOfService = None,
+    ) -> None:
+        self.args: dict[str, Any] = {
+            "session": session,
+            "board_id": board_id,
+            "actor": user,
+            "start": start,
+            "end": end,
+            "class_of_service": class_of_service,
+        }
+
+
+BoardWindow = Annotated[Window, Depends()]
+
+
 def _json(body: Any) -> JSONResponse:
     """The services hand back JSON-ready values; skipping FastAPI's generic encoder keeps
     responses of thousands of rows cheap."""
@@ -32,131 +57,41 @@ def _json(body: Any) -> JSONResponse:
 
 
 @router.get("/flow")
-def flow(
-    board_id: int,
-    session: DbSession,
-    user: CurrentUser,
-    start: From = None,
-    end: To = None,
-    class_of_service: ClassOfService = None,
-) -> JSONResponse:
+def flow(window: BoardWindow) -> JSONResponse:
     """Per state WIP, queue, time in state, wait vs work, blocked time, % of time at the WIP
     limit and rework; the bottleneck, flow efficiency, throughput, average WIP and cycle time."""
-    report = analytics.flow_report(
-        session=session,
-        board_id=board_id,
-        actor=user,
-        start=start,
-        end=end,
-        class_of_service=class_of_service,
-    )
-    return _json(report.as_dict())
+    return _json(analytics.flow_report(**window.args).as_dict())
 
 
 @router.get("/metrics/cycle-times")
-def cycle_times(
-    board_id: int,
-    session: DbSession,
-    user: CurrentUser,
-    start: From = None,
-    end: To = None,
-    class_of_service: ClassOfService = None,
-) -> JSONResponse:
+def cycle_times(window: BoardWindow) -> JSONResponse:
     """Items done in the window with cycle and lead times; 50/85/95 nearest-rank percentiles."""
-    result = analytics.cycle_times(
-        session=session,
-        board_id=board_id,
-        actor=user,
-        start=start,
-        end=end,
-        class_of_service=class_of_service,
-    )
-    return _json(result.as_dict())
+    return _json(analytics.cycle_times(**window.args).as_dict())
 
 
 @router.get("/metrics/throughput")
-def throughput(
-    board_id: int,
-    session: DbSession,
-    user: CurrentUser,
-    interval: Literal["day", "week"] = "day",
-    start: From = None,
-    end: To = None,
-    class_of_service: ClassOfService = None,
-) -> JSONResponse:
+def throughput(window: BoardWindow, interval: Literal["day", "week"] = "day") -> JSONResponse:
     """Items entering done per day or week (Monday weeks)."""
-    buckets = analytics.throughput(
-        session=session,
-        board_id=board_id,
-        actor=user,
-        interval=interval,
-        start=start,
-        end=end,
-        class_of_service=class_of_service,
-    )
+    buckets = analytics.throughput(interval=interval, **window.args)
     return _json([{"start": b.start.isoformat(), "count": b.count} for b in buckets])
 
 
 @router.get("/metrics/cfd")
-def cfd(
-    board_id: int,
-    session: DbSession,
-    user: CurrentUser,
-    start: From = None,
-    end: To = None,
-    class_of_service: ClassOfService = None,
-) -> JSONResponse:
+def cfd(window: BoardWindow) -> JSONResponse:
     """Cumulative flow: items in each state at the end of each day."""
-    result = analytics.cfd(
-        session=session,
-        board_id=board_id,
-        actor=user,
-        start=start,
-        end=end,
-        class_of_service=class_of_service,
-    )
-    return _json(result.as_dict())
+    return _json(analytics.cfd(**window.args).as_dict())
 
 
 @router.get("/metrics/aging")
-def aging(
-    board_id: int,
-    session: DbSession,
-    user: CurrentUser,
-    start: From = None,
-    end: To = None,
-    class_of_service: ClassOfService = None,
-) -> JSONResponse:
+def aging(window: BoardWindow) -> JSONResponse:
     """Open committed items with their age; the window's cycle-time percentiles for reference."""
-    result = analytics.aging(
-        session=session,
-        board_id=board_id,
-        actor=user,
-        start=start,
-        end=end,
-        class_of_service=class_of_service,
-    )
-    return _json(result.as_dict())
+    return _json(analytics.aging(**window.args).as_dict())
 
 
 @router.get("/metrics/waiting-reasons")
-def waiting_reasons(
-    board_id: int,
-    session: DbSession,
-    user: CurrentUser,
-    start: From = None,
-    end: To = None,
-    class_of_service: ClassOfService = None,
-) -> JSONResponse:
+def waiting_reasons(window: BoardWindow) -> JSONResponse:
     """Blocks per reason with their blocked time in the window, most time first."""
-    rows = analytics.waiting_reasons(
-        session=session,
-        board_id=board_id,
-        actor=user,
-        start=start,
-        end=end,
-        class_of_service=class_of_service,
-    )
+    rows = analytics.waiting_reasons(**window.args)
     return _json(
         [{"reason": r.reason, "count": r.count, "blocked_seconds": r.blocked_seconds} for r in rows]
     )
@@ -164,28 +99,13 @@ def waiting_reasons(
 
 @router.get("/forecast")
 def forecast(
-    board_id: int,
-    session: DbSession,
-    user: CurrentUser,
+    window: BoardWindow,
     items: Annotated[int | None, Query(ge=1, le=10_000)] = None,
     until: date | None = None,
-    start: From = None,
-    end: To = None,
-    class_of_service: ClassOfService = None,
 ) -> JSONResponse:
     """Monte Carlo (10,000 seeded runs) on the window's daily throughput: dates for `items`,
     counts for `until`."""
-    result = analytics.forecast(
-        session=session,
-        board_id=board_id,
-        actor=user,
-        items=items,
-        until=until,
-        start=start,
-        end=end,
-        class_of_service=class_of_service,
-    )
-    return _json(result.as_dict())
+    return _json(analytics.forecast(items=items, until=until, **window.args).as_dict())
 
 
 @router.get("/snapshot")
@@ -196,25 +116,9 @@ def snapshot(board_id: int, session: DbSession, user: CurrentUser, at: datetime)
 
 
 @router.get("/delays.csv", response_class=Response)
-def delays_csv(
-    board_id: int,
-    session: DbSession,
-    user: CurrentUser,
-    status: Literal["open", "closed", "all"] = "all",
-    start: From = None,
-    end: To = None,
-    class_of_service: ClassOfService = None,
-) -> Response:
+def delays_csv(window: BoardWindow, status: Literal["open", "closed", "all"] = "all") -> Response:
     """Every block open during the window as CSV (RFC 4180, UTF-8), formula cells neutralised."""
-    name, text = analytics.delays_csv(
-        session=session,
-        board_id=board_id,
-        actor=user,
-        status=status,
-        start=start,
-        end=end,
-        class_of_service=class_of_service,
-    )
+    name, text = analytics.delays_csv(status=status, **window.args)
     return Response(
         content=text.encode("utf-8"),
         media_type="text/csv; charset=utf-8",
