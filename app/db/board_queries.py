@@ -147,6 +147,10 @@ def visible_cards(
     return [CardRow(item, name, block, reason) for item, name, block, reason in rows]
 
 
+def last_event_id(session: Session, board_id: int) -> int:
+    return session.scalar(select(func.max(Event.id)).where(Event.board_id == board_id)) or 0
+
+
 def ready_since(session: Session, item_ids: Sequence[int]) -> dict[int, datetime]:
     """When each (ready) item was last marked ready, for "ready 1d 4h"."""
     if not item_ids:

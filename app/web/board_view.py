@@ -87,6 +87,7 @@ class BoardView:
     alert: str | None = None
     may_create: bool = False
     offset: int = 0  # cards before this page of a column ("Show N more" pages)
+    last_event_id: int = 0  # the newest event this rendering already shows
 
     @property
     def refresh_url(self) -> str:
@@ -289,6 +290,9 @@ def build_board(
     states = queries.states_of(session, board.id)
     done = next((s for s in states if s.kind == "done"), None)
     newest_first = [s.id for s in states if s.kind in ("backlog", "done")]
+    # Read first: anything committed after this id is not shown yet, so live updates for it
+    # still refresh; events at or below it (e.g. the viewer's own action) need no refresh.
+    last_event_id = bq.last_event_id(session, board.id)
     wip = queries.wip_by_state(session, board.id)
     counts = bq.column_counts(session, board.id, done.id if done else None, filters)
     rows = bq.visible_cards(session, board.id, newest_first, done.id if done else None, filters)
@@ -305,6 +309,7 @@ def build_board(
         reasons=reasons,
         query=filter_query(filters),
         may_create=rules.role_at_least(role, "member"),
+        last_event_id=last_event_id,
     )
     placed = False
     for card in cards:

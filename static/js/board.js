@@ -325,6 +325,8 @@
   let retryDelay = 2000;
   let debounceTimer = null;
   let refreshPending = false;
+  let newestEventId = 0; // the newest event id the stream announced
+  let forceRefresh = false; // after a reconnect: changes may have been missed
   let liveInFlight = false;
   let busyRetryTimer = null;
   let everOpened = false;
@@ -367,11 +369,20 @@
     return userRequests > 0;
   }
 
+  // The board says which event it already shows (data-event-id). The viewer's own action
+  // comes back rendered with its event, so the stream's echo of it needs no second refresh
+  // (which could also swap the board under the next click).
+  function alreadyShown(board) {
+    const shown = Number(board.dataset.eventId || 0);
+    return shown > 0 && newestEventId <= shown;
+  }
+
   function refreshNow() {
     debounceTimer = null;
     const url = liveAttr('refreshUrl');
     const board = $board();
     if (!url || !board || !hasHtmx()) return;
+    if (!forceRefresh && alreadyShown(board) && !userIsBusy()) { refreshPending = false; return; }
     if (document.hidden || userIsBusy()) {
       refreshPending = true;
       // Safety net in case no focus/submit event tells us the user is done.
@@ -381,6 +392,7 @@
     }
     if (liveInFlight) { refreshPending = true; return; }
     refreshPending = false;
+    forceRefresh = false;
     liveInFlight = true;
     pendingFocusRestore = focusKey(document.activeElement);
     const p = window.htmx.ajax('GET', url, {
@@ -409,7 +421,13 @@
     sourceUrl = url;
     const es = new EventSource(url, { withCredentials: true });
     source = es;
-    const onMessage = () => scheduleRefresh();
+    const onMessage = (e) => {
+      let id = 0;
+      try { id = Number(JSON.parse(e.data || '{}').event_id) || 0; } catch (_) { id = 0; }
+      // Without an id we cannot tell what changed: refresh whatever the board shows.
+      newestEventId = id ? Math.max(newestEventId, id) : Infinity;
+      scheduleRefresh();
+    };
     es.addEventListener('message', onMessage);
     (liveAttr('liveEvents') || '').split(',').map((s) => s.trim()).filter(Boolean)
       .forEach((name) => es.addEventListener(name, onMessage));
@@ -417,7 +435,7 @@
       retryDelay = 2000;
       setStatus('live', 'Live');
       // Changes may have happened while we were disconnected.
-      if (everOpened && lostConnection) scheduleRefresh();
+      if (everOpened && lostConnection) { forceRefresh = true; scheduleRefresh(); }
       everOpened = true;
       lostConnection = false;
     });

@@ -265,3 +265,30 @@ def test_a_change_through_the_api_shows_up_live(
     expect(card(doing(watcher, "Build"), item_id)).to_be_visible(timeout=2000)
     expect(card(doing(watcher, "Build"), item_id).locator(".avatar")).to_have_text("MA")
     assert_no_reload(watcher)
+
+
+def test_own_action_is_not_refreshed_twice_but_others_are(
+    signed_in: OpenBoard, board: Seed
+) -> None:
+    """The action's response already shows its event (data-event-id), so the live stream's
+    echo of it triggers no second refresh; another person's change still does."""
+    mine = add_item(board, "Mine")
+    theirs = add_item(board, "Theirs")
+    page = signed_in("member")
+    expect(page.locator("#live-status")).to_have_attribute("data-state", "live")
+    refreshes: list[str] = []
+    page.on(
+        "request",
+        lambda r: refreshes.append(r.url) if r.headers.get("x-flowboard-refresh") else None,
+    )
+    card(region(page, "Backlog"), mine).get_by_role("button", name="Pull").click()
+    expect(card(doing(page, "Build"), mine)).to_be_visible()
+    page.wait_for_timeout(1200)  # the echo arrives well within this; debounce is 300 ms
+    assert refreshes == []
+
+    from app.services import items
+
+    with board.database.unit_of_work() as session:
+        items.pull_item(session=session, item_id=theirs, actor=board.user("member2"))
+    expect(card(doing(page, "Build"), theirs)).to_be_visible(timeout=2000)
+    assert len(refreshes) == 1
