@@ -14,7 +14,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import DateTime, String, and_, func, or_, select, type_coerce
+from sqlalchemy import (
+    ColumnElement,
+    DateTime,
+    Integer,
+    String,
+    and_,
+    any_,
+    bindparam,
+    func,
+    or_,
+    select,
+    type_coerce,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import InstrumentedAttribute, Session, aliased
 
 from app.db.models import Block, BlockReason, Event, Item, State, User
@@ -93,9 +106,21 @@ def items_alive_in(
 ID_CHUNK = 900
 
 
-def _chunks(ids: Sequence[int]) -> Iterator[Sequence[int]]:
+def _id_filters(
+    session: Session, column: InstrumentedAttribute[Any], ids: Sequence[int]
+) -> Iterator[ColumnElement[bool]]:
+    """`column IN ids` as few statements as the database allows.
+
+    PostgreSQL takes the whole list as one array parameter (= ANY), so one statement and no
+    query text with thousands of placeholders to build and parse; SQLite gets IN lists in
+    chunks under its oldest bind-variable limit.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        if ids:
+            yield column == any_(bindparam("ids", list(ids), type_=ARRAY(Integer)))
+        return
     for first in range(0, len(ids), ID_CHUNK):
-        yield ids[first : first + ID_CHUNK]
+        yield column.in_(ids[first : first + ID_CHUNK])
 
 
 def _raw_time(session: Session, column: InstrumentedAttribute[Any]) -> Any:
@@ -131,12 +156,12 @@ def events_of_items(
     """(item_id, event id, type, at, from_state_id, to_state_id, stage) of the items' events
     of these types (at or before `until`), over their whole life, unordered.
 
-    By explicit item ids, in chunks: with a join instead, PostgreSQL prefers a parallel
+    By explicit item ids (see _id_filters): with a join instead, PostgreSQL prefers a parallel
     scan of the whole event table (every board's events); ids make it use the
     (item_id, id) index, so the cost follows the items asked for, not the database size.
     """
     conn = session.connection()
-    for chunk in _chunks(item_ids):
+    for matches in _id_filters(session, Event.item_id, item_ids):
         stmt = select(
             Event.item_id,
             Event.id,
@@ -145,7 +170,7 @@ def events_of_items(
             Event.from_state_id,
             Event.to_state_id,
             Event.stage,
-        ).where(Event.item_id.in_(chunk), Event.type.in_(types))
+        ).where(matches, Event.type.in_(types))
         if until is not None:
             stmt = stmt.where(Event.at <= until)
         for item_id, event_id, type_, at, from_id, to_id, stage in conn.execute(
@@ -159,12 +184,12 @@ def blocks_of_items(
 ) -> Iterator[tuple[int, datetime, datetime | None]]:
     """(item_id, opened_at, resolved_at) of every block of these items."""
     conn = session.connection()
-    for chunk in _chunks(item_ids):
+    for matches in _id_filters(session, Block.item_id, item_ids):
         stmt = select(
             Block.item_id,
             _raw_time(session, Block.opened_at),
             _raw_time(session, Block.resolved_at),
-        ).where(Block.item_id.in_(chunk))
+        ).where(matches)
         for item_id, opened, resolved in conn.execute(stmt, execution_options=_STREAM):
             yield item_id, _aware(opened), _aware(resolved)  # type: ignore[misc]
 
