@@ -422,3 +422,32 @@ def item_ids_by_number(session: Session, board_id: int, first: int, last: int) -
         )
     )
     return {number: item_id for number, item_id in rows}
+
+
+def fields_as_of(
+    session: Session, board_id: int, item_ids: Sequence[int], at: datetime
+) -> dict[int, tuple[str, str]]:
+    """(title, class_of_service) of the board's items as they were at `at`: today's values
+    with the edits made after `at` undone, newest first, so the oldest edit's "before" wins."""
+    conn = session.connection()
+    fields: dict[int, list[str]] = {}
+    for matches in _id_filters(session, Item.id, item_ids):
+        rows = conn.execute(
+            select(Item.id, Item.title, Item.class_of_service).where(
+                matches, Item.board_id == board_id
+            )
+        )
+        for item_id, title, cos in rows:
+            fields[item_id] = [title, cos]
+    for matches in _id_filters(session, Event.item_id, list(fields)):
+        edits = conn.execute(
+            select(Event.item_id, Event.data)
+            .where(matches, Event.type == "edited", Event.at > at)
+            .order_by(Event.id.desc())
+        )
+        for item_id, data in edits:
+            changes = (data or {}).get("changes", {})
+            for index, name in enumerate(("title", "class_of_service")):
+                if name in changes:
+                    fields[item_id][index] = changes[name][0]
+    return {item_id: (values[0], values[1]) for item_id, values in fields.items()}

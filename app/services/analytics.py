@@ -850,6 +850,15 @@ def snapshot(
     return Snapshot(at_, out)
 
 
+def fields_as_of(
+    *, session: Session, board_id: int, actor: User, item_ids: list[int], at: datetime
+) -> dict[int, tuple[str, str]]:
+    """(title, class_of_service) of these items as they were at `at` (edits after it undone),
+    for showing a snapshot's cards. Raises NotFound for non-members."""
+    board, _ = visible_board(session, board_id=board_id, actor=actor)
+    return mq.fields_as_of(session, board.id, item_ids, _utc(at) or queries.now())
+
+
 # --------------------------------------------------------------------------- delays
 
 

@@ -412,7 +412,7 @@ def _chosen_moment(request: Request, now: datetime) -> datetime:
 
 
 def _history_board(
-    session: Session, board: Board, snapshot: analytics.Snapshot
+    session: Session, board: Board, user: User, snapshot: analytics.Snapshot
 ) -> list[HistoryColumn]:
     states = queries.states_of(session, board.id)
     runs: dict[tuple[int, str | None], list[analytics.SnapshotItem]] = defaultdict(list)
@@ -437,15 +437,13 @@ def _history_board(
             shown.extend(picked)
             parts.append((title, stage, picked, len(entries)))
         layout.append((state, parts))
-    titles: dict[int, tuple[str, str]] = {}
-    ids = [e.item_id for e in shown]
-    if ids:
-        rows = session.execute(
-            select(Item.id, Item.title, Item.class_of_service).where(
-                Item.board_id == board.id, Item.id.in_(ids)
-            )
-        )
-        titles = {i: (t, c) for i, t, c in rows}
+    titles = analytics.fields_as_of(
+        session=session,
+        board_id=board.id,
+        actor=user,
+        item_ids=[e.item_id for e in shown],
+        at=snapshot.at,
+    )
     columns = []
     for state, parts in layout:
         column_runs = [
@@ -502,7 +500,7 @@ def history_page(request: Request, board_id: int, session: DbSession, user: WebU
         at = _chosen_moment(request, now)
         found = analytics.snapshot(session=session, board_id=board.id, actor=user, at=at, now=now)
         context["at"] = found.at
-        context["columns"] = _history_board(session, board, found)
+        context["columns"] = _history_board(session, board, user, found)
     except NotFound:
         raise
     except FlowError as failure:

@@ -375,3 +375,48 @@ def test_pages_carry_no_inline_script_or_style(client: TestClient, scenario: See
         html = client.get(f"/boards/{scenario.board_id}/{path}").text
         assert "style=" not in html and "<style" not in html, path
         assert re.search(r"<script(?![^>]*\bsrc=)", html) is None, path
+
+
+def test_time_travel_shows_the_title_as_it_was_then(client: TestClient, seed: Seed) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from app.services import items
+    from tests.web.helpers import sign_in
+
+    then = datetime.now(UTC) - timedelta(days=3)
+    with seed.database.unit_of_work() as session:
+        detail = items.create_item(
+            session=session,
+            board_id=seed.board_id,
+            actor=seed.user("member"),
+            title="First name",
+            now=then,
+        )
+        items.pull_item(
+            session=session,
+            item_id=detail.item.id,
+            actor=seed.user("member"),
+            now=then + timedelta(hours=1),
+        )
+    for n, title in enumerate(("Second name", "Third name")):
+        with seed.database.unit_of_work() as session:
+            version = items.get_item(
+                session=session, item_id=detail.item.id, actor=seed.user("member")
+            ).item.version
+            items.edit_item(
+                session=session,
+                item_id=detail.item.id,
+                actor=seed.user("member"),
+                version=version,
+                changes={"title": title},
+                now=then + timedelta(days=1 + n),
+            )
+    sign_in(client, seed.user("member"))
+    at = (then + timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M")
+    past = client.get(f"/boards/{seed.board_id}/history", params={"at": at}).text
+    assert "First name" in past and "Third name" not in past
+    middle = (then + timedelta(days=1, hours=2)).strftime("%Y-%m-%dT%H:%M")
+    assert (
+        "Second name" in client.get(f"/boards/{seed.board_id}/history", params={"at": middle}).text
+    )
+    assert "Third name" in client.get(f"/boards/{seed.board_id}/history").text
