@@ -21,7 +21,34 @@ class Settings(BaseSettings):
     )
     secret_key: str = Field(default="", description="Signs nothing yet; kept for sessions.")
     session_days: int = Field(default=14, description="How long a browser session lives.")
+    session_idle_hours: float = Field(
+        default=12, description="A browser session unused this long ends (besides session_days)."
+    )
     max_body_bytes: int = Field(default=1024 * 1024)
+    max_header_bytes: int = Field(
+        default=16 * 1024, description="Requests whose headers are larger get 431."
+    )
+    trusted_proxies: str = Field(
+        default="",
+        description="Comma-separated addresses or networks of reverse proxies whose "
+        "X-Forwarded-For / X-Forwarded-Proto are believed; empty trusts nobody.",
+    )
+    db_connect_timeout_seconds: float = Field(
+        default=5, description="Give up connecting to PostgreSQL after this long (503)."
+    )
+    db_statement_timeout_ms: int = Field(
+        default=15_000, description="PostgreSQL statement_timeout per statement (503 beyond)."
+    )
+    db_lock_timeout_ms: int = Field(
+        default=5_000, description="PostgreSQL lock_timeout: a lock waited for longer is a 503."
+    )
+    db_pool_timeout_seconds: float = Field(
+        default=5, description="Wait at most this long for a free database connection."
+    )
+    public_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="The address people use, for links printed by the command line.",
+    )
 
     def resolved_database_url(self) -> str:
         if self.database_url:

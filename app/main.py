@@ -12,18 +12,18 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.api import health
-from app.api.problems import (
-    handle_flow_error,
-    handle_http_error,
-    handle_unexpected_error,
-    handle_validation_error,
-)
 from app.api.router import api_router
 from app.config import get_settings
 from app.db.session import Database, get_database
 from app.flow.errors import FlowError
 from app.live.notify import PostgresListener  # importing it also registers the event hooks
 from app.middleware import BodySizeLimit, SecurityHeaders
+from app.problems import (
+    handle_flow_error,
+    handle_http_error,
+    handle_unexpected_error,
+    handle_validation_error,
+)
 from app.web.router import web_router
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,61 +1,18 @@
-"""Request dependencies for the JSON API: the unit of work and the signed-in user."""
+"""Request dependencies for the JSON API: the bearer token's user and paging."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Query
 from fastapi.security import OAuth2PasswordBearer
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
-from sqlalchemy.orm.exc import StaleDataError
 
 from app.db.models import ApiToken, User
-from app.db.session import Database
-from app.flow.errors import FlowError, NotAuthenticated, VersionConflict
+from app.deps import WRITE_METHODS, ConflictError, DbSession, commit, db_session, get_db
+from app.flow.errors import NotAuthenticated
 from app.services import users
 
-WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
-
-
-def get_db(request: Request) -> Database:
-    return request.app.state.database
-
-
-def db_session(request: Request) -> Iterator[Session]:
-    """One session per request; writes begin their transaction with the write lock (SQLite)."""
-    session = get_db(request).session(write=request.method in WRITE_METHODS)
-    try:
-        yield session
-    finally:
-        session.close()  # rolls back whatever was not committed
-
-
-DbSession = Annotated[Session, Depends(db_session)]
-
-
-def commit(session: Session) -> None:
-    """Commits before the response is built, so a failed commit reaches the client as an error."""
-    try:
-        session.commit()
-    except StaleDataError:
-        session.rollback()
-        raise VersionConflict(
-            "Someone changed this item at the same moment; reload it and try again.",
-            current_version=None,
-        ) from None
-    except IntegrityError as error:
-        session.rollback()
-        raise ConflictError(
-            "That change conflicts with data saved at the same moment; retry."
-        ) from error
-
-
-class ConflictError(FlowError):
-    slug = "conflict"
-    title = "Conflicting change"
 
 
 def current_token(
@@ -94,3 +51,6 @@ class Page:
 
 
 Paging = Annotated[Page, Depends()]
+
+
+__all__ = ["WRITE_METHODS", "ConflictError", "DbSession", "commit", "db_session", "get_db"]

@@ -12,9 +12,9 @@ from fastapi import APIRouter, Request
 from sqlalchemy.orm import Session
 from starlette.responses import Response
 
-from app.api.deps import DbSession, commit
 from app.db import queries
 from app.db.models import User
+from app.deps import DbSession, commit
 from app.flow.errors import FlowError, InsufficientRole
 from app.services import boards, users
 from app.services.board_templates import TEMPLATES

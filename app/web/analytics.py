@@ -26,9 +26,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from starlette.responses import Response
 
-from app.api.deps import DbSession
 from app.db import queries
 from app.db.models import CLASSES_OF_SERVICE, Board, Item, User
+from app.deps import DbSession
 from app.flow.errors import FlowError, InvalidInput, NotFound
 from app.services import analytics
 from app.services.access import visible_board

@@ -6,10 +6,10 @@ from fastapi import APIRouter, Request
 from sqlalchemy.orm import Session
 from starlette.responses import Response
 
-from app.api.deps import DbSession, commit
 from app.config import get_settings
 from app.db import queries
 from app.db.models import User
+from app.deps import DbSession, commit
 from app.flow.errors import FlowError, NotAuthenticated
 from app.services import users
 from app.web.common import see_other

@@ -6,11 +6,11 @@ from fastapi import APIRouter, Request
 from sqlalchemy.orm import Session
 from starlette.responses import Response
 
-from app.api.deps import DbSession, commit
 from app.db import board_queries as bq
 from app.db import queries
 from app.db.board_queries import BoardFilters, ColumnKey
 from app.db.models import CLASSES_OF_SERVICE, User
+from app.deps import DbSession, commit
 from app.flow.errors import FlowError, NotFound
 from app.services import items
 from app.services.access import visible_board

@@ -11,10 +11,10 @@ from urllib.parse import quote, urlsplit
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
-from app.api.deps import WRITE_METHODS, DbSession
 from app.config import get_settings
 from app.db import queries
 from app.db.models import User, WebSession
+from app.deps import WRITE_METHODS, DbSession
 from app.services import users
 
 SESSION_COOKIE = "flowboard_session"

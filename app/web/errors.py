@@ -8,8 +8,8 @@ from fastapi import FastAPI, Request
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import RedirectResponse, Response
 
-from app.api.problems import handle_flow_error, handle_http_error
 from app.flow.errors import FlowError, NotFound
+from app.problems import handle_flow_error, handle_http_error
 from app.web.deps import CsrfRefused, LoginRequired, login_url
 from app.web.templating import is_htmx, render
 

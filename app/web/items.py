@@ -9,10 +9,10 @@ from fastapi import APIRouter, Request
 from sqlalchemy.orm import Session
 from starlette.responses import Response
 
-from app.api.deps import DbSession, commit
 from app.db import queries
 from app.db.board_queries import CardRow
 from app.db.models import CLASSES_OF_SERVICE, Event, State, User
+from app.deps import DbSession, commit
 from app.flow import rules
 from app.flow.errors import FlowError, InvalidInput, NotFound, VersionConflict
 from app.services import blocks, items

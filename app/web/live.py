@@ -16,9 +16,9 @@ from sqlalchemy.orm import Session
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 
-from app.api.deps import get_db
 from app.db import board_queries as bq
 from app.db.models import User
+from app.deps import get_db
 from app.flow.errors import NotAuthenticated
 from app.live.hub import hub
 from app.services import users

@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from app.api.deps import DbSession
 from app.db import board_queries as bq
 from app.db import queries
 from app.db.models import Block, Board, Item, State
+from app.deps import DbSession
 from app.web.common import Summary, pullable_sources
 from app.web.deps import WebUser
 from app.web.templating import render, since

@@ -18,9 +18,9 @@ from fastapi import APIRouter, Request
 from sqlalchemy.orm import Session
 from starlette.responses import Response
 
-from app.api.deps import DbSession, commit
 from app.db import queries
 from app.db.models import ROLES, Board, Criterion, State, User
+from app.deps import DbSession, commit
 from app.flow.errors import FlowError, InsufficientRole, InvalidInput, NotFound
 from app.services import boards
 from app.services.access import visible_board
