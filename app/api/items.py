@@ -89,13 +89,17 @@ def get_item(item_id: int, session: DbSession, actor: CurrentUser) -> ItemOut:
 
 @router.patch("/items/{item_id}", response_model=ItemOut)
 def edit_item(item_id: int, body: ItemPatch, session: DbSession, actor: CurrentUser) -> ItemOut:
-    """Fields not sent stay as they are. A stale `version` is 409 `version-conflict`."""
+    """Fields not sent stay as they are. A stale `version` is 409 `version-conflict`.
+
+    Giving a doing item to someone at the board's personal limit is 409
+    `personal-wip-limit-reached`, unless a manager sends `override_reason`."""
     detail = items.edit_item(
         session=session,
         item_id=item_id,
         actor=actor,
         version=body.version,
-        changes=body.changes(exclude=frozenset({"version"})),
+        changes=body.changes(exclude=frozenset({"version", "override_reason"})),
+        override_reason=body.override_reason,
     )
     commit(session)
     return item_out(session, detail)

@@ -273,6 +273,8 @@ class ItemPatch(PatchInput):
     class_of_service: ClassOfService | None = None
     due_date: DueDate = None
     owner_id: int | None = None
+    # A manager's reason to hand a doing item to someone at the board's personal limit.
+    override_reason: Reason | None = None
 
 
 class PullIn(Input):

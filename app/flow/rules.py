@@ -215,6 +215,52 @@ def check_pull(
     return target, override
 
 
+def check_assignment(
+    *,
+    item: ItemFacts,
+    new_owner_id: int | None,
+    new_owner_name: str,
+    actor_id: int,
+    actor_role: str | None,
+    owner_doing: int,
+    personal_limit: int | None,
+    override_reason: str | None = None,
+) -> Override | None:
+    """Handing a doing item to someone adds to their doing count exactly as their own pull
+    would, so the board's personal limit applies (else assigning to yourself bypasses it).
+
+    `owner_doing` is the new owner's doing items on the board, this one not included. A
+    manager's written `override_reason` goes past the limit, as on a full state. Returns the
+    override used, if any. Raises PersonalWipLimitReached or InsufficientRole.
+    """
+    if (
+        new_owner_id is None
+        or new_owner_id == item.owner_id
+        or item.closed
+        or item.stage != "doing"
+        or personal_limit is None
+        or owner_doing < personal_limit
+    ):
+        return None
+    who = "You are" if new_owner_id == actor_id else f"{new_owner_name} is"
+    reason = (override_reason or "").strip()
+    if reason:
+        if not role_at_least(actor_role, "manager"):
+            raise InsufficientRole(
+                f"{who} already doing {owner_doing} items on this board (personal limit "
+                f"{personal_limit}) and only a manager can override a limit. Finish an item "
+                "first.",
+                required_role="manager",
+            )
+        return Override("manager", reason)
+    raise PersonalWipLimitReached(
+        f"{who} already doing {owner_doing} items on this board (personal limit "
+        f"{personal_limit}): finish one before taking on {item.key}.",
+        wip=owner_doing,
+        limit=personal_limit,
+    )
+
+
 def _is_owner_or_manager(item: ItemFacts, actor_id: int, actor_role: str | None) -> bool:
     return item.owner_id == actor_id or role_at_least(actor_role, "manager")
 

@@ -590,15 +590,20 @@ def edit_item(
     actor: User,
     version: int,
     changes: dict[str, object],
+    override_reason: str | None = None,
     now: datetime | None = None,
 ) -> ItemDetail:
-    """Rule 6: fields change only from the current version. Raises VersionConflict."""
+    """Rule 6: fields change only from the current version. Raises VersionConflict, and
+    rules.check_assignment's when a doing item's new owner is at the personal limit
+    (`override_reason`: a manager's reason to go past it)."""
     now = now or queries.now()
     ctx = _load(session, item_id, actor, lock=True)
     rules.require_role(ctx.role, "member", doing="edit items")
     rules.check_version(given=version, current=ctx.item.version)
     item = ctx.item
     changed: dict[str, list[object]] = {}
+    override: Override | None = None
+    owner_doing = 0
     for name in EDITABLE:
         if name not in changes:
             continue
@@ -611,6 +616,7 @@ def edit_item(
             member = queries.membership(session, ctx.board.id, int(str(value)))
             if member is None or not rules.role_at_least(member.role, "member"):
                 raise InvalidInput("The owner must be a member of this board.")
+            override, owner_doing = _check_assignment(ctx, member.user_id, actor, override_reason)
         if name == "class_of_service" and value is None:
             raise InvalidInput("class_of_service cannot be empty.")
         old = getattr(item, name)
@@ -640,6 +646,22 @@ def edit_item(
                 owner_id=owner_change[1],
                 previous_owner_id=owner_change[0],
             )
+        if override is not None:
+            events.record(
+                session,
+                type="wip_override",
+                board_id=ctx.board.id,
+                actor_id=actor.id,
+                at=now,
+                item=item,
+                to_state_id=item.state_id,
+                kind=override.kind,
+                reason=override.reason,
+                wip=owner_doing,
+                limit=ctx.board.personal_wip_limit,
+                personal=True,
+                owner_id=item.owner_id,
+            )
         session.flush()
     owner_name = None
     if "owner_id" in changes:
@@ -647,6 +669,36 @@ def edit_item(
             queries.user_names(session, {item.owner_id}).get(item.owner_id) if item.owner_id else ""
         )
     return _detail(ctx, owner_name=owner_name)
+
+
+def _check_assignment(
+    ctx: _Context, owner_id: int, actor: User, override_reason: str | None
+) -> tuple[Override | None, int]:
+    """The personal limit for a doing item's new owner: (override used, their doing count)."""
+    item = ctx.item
+    limit = ctx.board.personal_wip_limit
+    if limit is None or item.stage != "doing" or owner_id == item.owner_id:
+        return None, 0
+    # Serialise on the new owner as their pulls do, so racing assignments (and pulls) of
+    # different items to one person count each other's writes.
+    queries.lock_user(ctx.session, owner_id)
+    _, owner_doing = queries.wip_counts(
+        ctx.session, board_id=ctx.board.id, state_id=item.state_id, owner_id=owner_id
+    )
+    name = ""
+    if owner_doing >= limit:  # the name is only needed for the refusal's sentence
+        name = queries.user_names(ctx.session, {owner_id}).get(owner_id, "That person")
+    override = rules.check_assignment(
+        item=ctx.facts,
+        new_owner_id=owner_id,
+        new_owner_name=name,
+        actor_id=actor.id,
+        actor_role=ctx.role,
+        owner_doing=owner_doing,
+        personal_limit=limit,
+        override_reason=override_reason,
+    )
+    return override, owner_doing
 
 
 def _jsonable(value: object) -> object:

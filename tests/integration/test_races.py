@@ -253,3 +253,61 @@ def test_one_person_racing_two_pulls_into_different_states(database: Database) -
         )
         results.append(Counter(slug for slug, _ in outcomes))
     assert all(r == {WON: 1, "personal-wip-limit-reached": 1} for r in results), results
+
+
+def test_threads_assigning_doing_items_to_one_person(database: Database) -> None:
+    # Assignment obeys the personal limit like a pull (issue 7, point 8). Each assignment
+    # locks only its own item row, so without serialising on the new owner
+    # (queries.lock_user) PostgreSQL would let every one of them count the same committed 0.
+    limit, assigners = 2, 12
+    seed = seed_board(
+        database,
+        states=[
+            StateSpec("Backlog", "backlog"),
+            StateSpec("Build", "work", 100),
+            StateSpec("Done", "done"),
+        ],
+        personal_wip_limit=limit,
+    )
+    workers = add_members(seed, count=assigners, role="member", prefix="Worker")
+    item_ids = create_backlog_items(seed, assigners)
+    versions: dict[int, int] = {}
+    with database.unit_of_work() as session:
+        for worker_id, item_id in zip(workers, item_ids, strict=True):
+            worker = session.get(User, worker_id)
+            assert worker is not None
+            detail = items.pull_item(session=session, item_id=item_id, actor=worker)
+            versions[item_id] = detail.item.version
+    target = seed.user("member").id
+
+    def assign(n: int) -> list[tuple[str, dict[str, Any]]]:
+        def action() -> None:
+            with database.unit_of_work() as session:
+                actor = session.get(User, workers[n])  # each worker hands their item over
+                assert actor is not None
+                items.edit_item(
+                    session=session,
+                    item_id=item_ids[n],
+                    actor=actor,
+                    version=versions[item_ids[n]],
+                    changes={"owner_id": target},
+                )
+
+        return [outcome_of(action)]
+
+    outcomes = race(
+        [partial(assign, n) for n in range(assigners)],
+        barrier=threading.Barrier(assigners),
+        before=lambda: warm_up(database),
+    )
+
+    counts = Counter(slug for slug, _ in outcomes)
+    assert counts == {WON: limit, "personal-wip-limit-reached": assigners - limit}, outcomes
+    refusals = [f for slug, f in outcomes if slug == "personal-wip-limit-reached"]
+    assert all(f == {"wip": limit, "limit": limit} for f in refusals)
+    with database.unit_of_work(write=False) as session:
+        _, doing = queries.wip_counts(
+            session, board_id=seed.board_id, state_id=seed.state_id("Build"), owner_id=target
+        )
+    assert doing == limit
+    assert event_count(database, "assigned") == limit

@@ -334,6 +334,96 @@ def test_pull_checks_run_in_the_documented_order() -> None:
     refused(WipLimitReached, pull, target_wip=3, actor_doing=9, personal_limit=1)
 
 
+# ---------------------------------------------------------------- assignment: the personal limit
+
+
+def assign(**kwargs: Any) -> Override | None:
+    args: dict[str, Any] = {
+        "item": item(**IN_BUILD_DOING),
+        "new_owner_id": OTHER,
+        "new_owner_name": "Olga",
+        "actor_id": OTHER,
+        "actor_role": "member",
+        "owner_doing": 0,
+        "personal_limit": 2,
+    }
+    args.update(kwargs)
+    return rules.check_assignment(**args)
+
+
+@pytest.mark.parametrize(("doing", "limit"), [(2, 2), (5, 2)])
+def test_assigning_a_doing_item_to_yourself_obeys_the_personal_limit(
+    doing: int, limit: int
+) -> None:
+    error = refused(
+        PersonalWipLimitReached,
+        assign,
+        f"You are already doing {doing} items",
+        f"personal limit {limit}",
+        "finish one before taking on TST-1",
+        owner_doing=doing,
+        personal_limit=limit,
+    )
+    assert (error.slug, error.status) == ("personal-wip-limit-reached", 409)
+    assert error.fields == {"wip": doing, "limit": limit}
+
+
+def test_assigning_to_someone_else_names_them() -> None:
+    error = refused(
+        PersonalWipLimitReached,
+        assign,
+        "Olga is already doing 2 items",
+        actor_id=OWNER,
+        owner_doing=2,
+    )
+    assert error.fields == {"wip": 2, "limit": 2}
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"owner_doing": 1},  # room left
+        {"owner_doing": 9, "personal_limit": None},  # no personal limit on the board
+        {"owner_doing": 9, "item": item(**IN_BUILD_READY)},  # ready is not doing
+        {"owner_doing": 9, "item": item()},  # an option in the backlog
+        {"owner_doing": 9, "item": item(**IN_BUILD_DOING, done=True)},
+        {"owner_doing": 9, "item": item(**IN_BUILD_DOING, discarded=True)},
+        {"owner_doing": 9, "new_owner_id": None},  # unassigning frees a slot
+        {"owner_doing": 9, "new_owner_id": OWNER},  # already theirs: nothing changes
+    ],
+)
+def test_assignment_that_adds_nothing_to_a_full_limit_passes(changes: dict[str, Any]) -> None:
+    assert assign(**changes) is None
+
+
+def test_manager_override_assigns_past_the_personal_limit_with_the_reason() -> None:
+    override = assign(actor_role="manager", owner_doing=2, override_reason="  audit week  ")
+    assert override == Override("manager", "audit week")
+
+
+def test_blank_override_reason_on_assignment_is_no_override() -> None:
+    refused(
+        PersonalWipLimitReached, assign, actor_role="manager", owner_doing=2, override_reason=" "
+    )
+
+
+@pytest.mark.parametrize("role", ["member", "reviewer"])
+def test_assignment_override_by_non_manager_is_insufficient_role(role: str) -> None:
+    error = refused(
+        InsufficientRole,
+        assign,
+        "only a manager can override",
+        actor_role=role,
+        owner_doing=2,
+        override_reason="urgent",
+    )
+    assert error.fields == {"required_role": "manager"}
+
+
+def test_assignment_override_is_not_used_when_there_is_room() -> None:
+    assert assign(actor_role="manager", owner_doing=1, override_reason="just because") is None
+
+
 # ---------------------------------------------------------------- rule 2: mark ready / unready
 
 
