@@ -1,4 +1,4 @@
-"""The `flowboard` command: serve, migrate, create-user, demo, import-history."""
+"""The `flowboard` command: serve, migrate, create-user, demo, import-history, export, restore."""
 
 from __future__ import annotations
 
@@ -155,6 +155,34 @@ def cmd_import_history(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from app.db.session import get_database
+    from app.services.backup import BackupError, export_database
+
+    try:
+        summary = export_database(
+            database=get_database(), path=Path(args.file), with_secrets=args.with_secrets
+        )
+    except BackupError as error:
+        print(f"Nothing was exported: {error}", file=sys.stderr)
+        return 1
+    print(summary.line())
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from app.db.session import get_database
+    from app.services.backup import BackupError, restore_database
+
+    try:
+        summary = restore_database(database=get_database(), path=Path(args.file), force=args.force)
+    except BackupError as error:
+        print(f"Nothing was restored: {error}", file=sys.stderr)
+        return 1
+    print("\n".join(summary.lines()))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="flowboard",
@@ -194,6 +222,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     importer.add_argument("board", help="the board's id or key")
     importer.set_defaults(handler=cmd_import_history)
+
+    exporter = commands.add_parser(
+        "export", help="write one consistent snapshot of the database to a JSON file"
+    )
+    exporter.add_argument("file", help="where to write it (a name ending in .gz is gzipped)")
+    exporter.add_argument(
+        "--with-secrets",
+        action="store_true",
+        help="include password hashes (tokens and sessions are never exported)",
+    )
+    exporter.set_defaults(handler=cmd_export)
+
+    restorer = commands.add_parser(
+        "restore", help="load an export into an empty database, all or nothing"
+    )
+    restorer.add_argument("file", help="a file written by `flowboard export`")
+    restorer.add_argument(
+        "--force", action="store_true", help="replace everything already in the database"
+    )
+    restorer.set_defaults(handler=cmd_restore)
     return parser
 
 
