@@ -24,6 +24,8 @@ from app.problems import (
     handle_unexpected_error,
     handle_validation_error,
 )
+from app.resilience import ErrorResponses
+from app.web.errors import on_unexpected_error
 from app.web.router import web_router
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,6 +62,10 @@ def create_app(database: Database | None = None, *, listen: bool = True) -> Fast
     app.add_exception_handler(RequestValidationError, handle_validation_error)
     app.add_exception_handler(StarletteHTTPException, handle_http_error)
     app.add_exception_handler(Exception, handle_unexpected_error)
+    # Added first, so it is the innermost middleware: it answers what the routes let through
+    # (503 while the database is away, else 500) without dropping the connection, and the
+    # middleware added after it still sets their headers on that answer.
+    app.add_middleware(ErrorResponses, render=on_unexpected_error)
     app.add_middleware(SecurityHeaders)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.include_router(health.router)

@@ -9,9 +9,14 @@ from fastapi import Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.flow.errors import FlowError
+from app.client import client_ip
+from app.flow.errors import FlowError, InsufficientRole
+from app.inputs import parse_id
+from app.resilience import RETRY_AFTER_SECONDS, is_database_unavailable
+from app.services import audit
 
 PROBLEM_TYPE_BASE = "https://flowboard.example/problems/"
 MEDIA_TYPE = "application/problem+json"
@@ -47,11 +52,35 @@ def problem(
 
 
 def flow_error_response(error: FlowError) -> JSONResponse:
-    return problem(error.status, error.slug, error.detail, title=error.title, **error.fields)
+    response = problem(error.status, error.slug, error.detail, title=error.title, **error.fields)
+    if isinstance(error.fields.get("retry_after"), int):  # 429 too-many-attempts
+        response.headers["Retry-After"] = str(error.fields["retry_after"])
+    return response
 
 
-async def handle_flow_error(_request: Request, error: Exception) -> JSONResponse:
+def record_refusal(request: Request, error: FlowError, *, actor_id: int | None = None) -> None:
+    """`permission_refused` in the audit trail for a 403 insufficient-role (API and pages).
+    Blocking: call it from a worker thread. The actor is `actor_id` or the bearer token's."""
+    bearer = request.headers.get("authorization", "")
+    scheme, _, token = bearer.partition(" ")
+    params = request.path_params
+    audit.record_refusal(
+        request.app.state.database,
+        actor_id=actor_id,
+        bearer_token=token.strip() if scheme.lower() == "bearer" and actor_id is None else None,
+        ip=client_ip(request),
+        method=request.method,
+        path=request.url.path,
+        board_id=parse_id(str(params.get("board_id", ""))),
+        item_id=parse_id(str(params.get("item_id", ""))),
+        detail=error.detail,
+    )
+
+
+async def handle_flow_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, FlowError)
+    if isinstance(error, InsufficientRole):
+        await run_in_threadpool(record_refusal, request, error)
     return flow_error_response(error)
 
 
@@ -83,7 +112,7 @@ async def handle_http_error(_request: Request, error: Exception) -> JSONResponse
     return response
 
 
-async def handle_unexpected_error(_request: Request, _error: Exception) -> JSONResponse:
+def server_error_response() -> JSONResponse:
     # The request's transaction was never committed, so nothing it did was stored.
     return problem(
         500,
@@ -91,3 +120,24 @@ async def handle_unexpected_error(_request: Request, _error: Exception) -> JSONR
         "Something went wrong on our side and nothing was saved; try again, and tell your "
         "administrator if it keeps happening.",
     )
+
+
+def unavailable_response(retry_after: int) -> JSONResponse:
+    """503 `unavailable`: the database cannot be reached or did not answer in time."""
+    # A commit whose answer was lost may have been stored: say so, and point at the key.
+    response = problem(
+        503,
+        "unavailable",
+        "The database is unavailable or too slow right now; try again in a few seconds. "
+        "A create may have been saved before this answer: retry it with the same "
+        "Idempotency-Key, or check before sending it again.",
+        title="Service unavailable",
+    )
+    response.headers["Retry-After"] = str(retry_after)
+    return response
+
+
+async def handle_unexpected_error(_request: Request, error: Exception) -> JSONResponse:
+    if is_database_unavailable(error):
+        return unavailable_response(RETRY_AFTER_SECONDS)
+    return server_error_response()
