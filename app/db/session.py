@@ -1,22 +1,86 @@
-"""Engines and sessions: one unit of work per request; SQLite writers queue instead of failing."""
+"""Engines and sessions: one unit of work per request; SQLite writers queue instead of failing;
+PostgreSQL waits are bounded (connect, statement, lock, pool, and a client-side deadline)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+import psycopg
+from psycopg import errors as pg_errors
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.config import get_settings
+from app.config import Settings, get_settings
 
 # Execution option marking a connection whose transaction will write: on SQLite it begins
 # with BEGIN IMMEDIATE, taking the write lock up front so racing writers wait (busy timeout)
 # instead of failing with "database is locked" when they upgrade a read lock later.
 WRITE_OPTION = "flowboard_write"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# libpq (and psycopg) never wait less than 2 s for a connection.
+MIN_CONNECT_TIMEOUT_S = 2
+# How much longer than statement_timeout the client waits for an answer before it gives up on
+# the connection: the server cancels first when it is alive; a frozen server cannot.
+DEADLINE_GRACE_S = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Bounded waits on PostgreSQL (SQLite keeps its busy timeout)."""
+
+    connect_seconds: float = 5
+    statement_ms: int = 15_000
+    lock_ms: int = 5_000
+    pool_seconds: float = 5
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Timeouts:
+        return cls(
+            connect_seconds=settings.db_connect_timeout_seconds,
+            statement_ms=settings.db_statement_timeout_ms,
+            lock_ms=settings.db_lock_timeout_ms,
+            pool_seconds=settings.db_pool_timeout_seconds,
+        )
+
+    @property
+    def answer_deadline_seconds(self) -> float | None:
+        """The client-side bound on one round trip, or None when statements are unbounded."""
+        if self.statement_ms <= 0:
+            return None
+        return self.statement_ms / 1000 + DEADLINE_GRACE_S
+
+
+class DatabaseTimeout(psycopg.OperationalError):
+    """The server did not answer within the deadline; the connection was closed."""
+
+
+class BoundedConnection(psycopg.Connection[Any]):
+    """A psycopg connection that stops waiting for an answer after `answer_deadline` seconds.
+
+    statement_timeout is enforced by the server, so a stopped or frozen server (SIGSTOP, a
+    hung host) would keep a request waiting forever. This bound closes the connection instead;
+    SQLAlchemy then sees a disconnect and discards it (and every older pooled connection).
+    """
+
+    answer_deadline: float | None = None
+
+    def wait(self, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:
+        bounded = timeout is None and self.answer_deadline is not None
+        try:
+            return super().wait(gen, interval=interval, timeout=timeout or self.answer_deadline)
+        except pg_errors._WaitTimeout as error:
+            if not bounded:
+                raise
+            self.close()
+            raise DatabaseTimeout(
+                f"The database did not answer within {self.answer_deadline:g} s."
+            ) from error
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -39,25 +103,58 @@ def _configure_sqlite(engine: Engine) -> None:
             connection.exec_driver_sql("BEGIN")
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
+def postgres_connect_args(url: str, timeouts: Timeouts) -> dict[str, Any]:
+    """connect_timeout and the per-session statement/lock timeouts; values in the URL win."""
+    query = make_url(url).query
+    args: dict[str, Any] = {}
+    if "connect_timeout" not in query:
+        args["connect_timeout"] = max(MIN_CONNECT_TIMEOUT_S, math.ceil(timeouts.connect_seconds))
+    options = [
+        f"-c statement_timeout={max(0, timeouts.statement_ms)}",
+        f"-c lock_timeout={max(0, timeouts.lock_ms)}",
+    ]
+    existing = query.get("options")
+    if isinstance(existing, str) and existing:
+        options.insert(0, existing)  # later -c settings win, so the URL's own come first
+    args["options"] = " ".join(options)
+    return args
+
+
+def _configure_postgres(engine: Engine, timeouts: Timeouts) -> None:
+    @event.listens_for(engine, "do_connect")
+    def _connect(_dialect: Any, _record: Any, cargs: Any, cparams: dict[str, Any]) -> Any:
+        connection = BoundedConnection.connect(*cargs, **cparams)
+        connection.answer_deadline = timeouts.answer_deadline_seconds
+        return connection
+
+
+def make_engine(url: str, timeouts: Timeouts | None = None, **kwargs: Any) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(
             url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs
         )
         _configure_sqlite(engine)
         return engine
-    kwargs.setdefault("pool_pre_ping", True)
-    kwargs.setdefault("pool_size", 10)
-    kwargs.setdefault("max_overflow", 20)
-    return create_engine(url, **kwargs)
+    timeouts = timeouts or Timeouts.from_settings(get_settings())
+    if kwargs.get("poolclass") is None:
+        kwargs.setdefault("pool_pre_ping", True)
+        kwargs.setdefault("pool_size", 10)
+        kwargs.setdefault("max_overflow", 20)
+        kwargs.setdefault("pool_timeout", timeouts.pool_seconds)
+    connect_args = {**postgres_connect_args(url, timeouts), **kwargs.pop("connect_args", {})}
+    engine = create_engine(url, connect_args=connect_args, **kwargs)
+    if url.startswith("postgresql+psycopg"):
+        _configure_postgres(engine, timeouts)
+    return engine
 
 
 class Database:
     """An engine and the two session factories: reading, and writing (one per request)."""
 
-    def __init__(self, url: str, **engine_kwargs: Any) -> None:
+    def __init__(self, url: str, *, timeouts: Timeouts | None = None, **engine_kwargs: Any) -> None:
         self.url = url
-        self.engine = make_engine(url, **engine_kwargs)
+        self.timeouts = timeouts or Timeouts.from_settings(get_settings())
+        self.engine = make_engine(url, self.timeouts, **engine_kwargs)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         self._read = sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
         self._write = sessionmaker(
