@@ -17,6 +17,8 @@ from app.api.schemas import (
     BoardPatch,
     CriterionIn,
     CriterionOut,
+    MemberByEmailIn,
+    MemberByEmailOut,
     MemberIn,
     MemberOut,
     StateIn,
@@ -100,7 +102,10 @@ def list_members(
 def set_member(
     board_id: int, user_id: int, body: MemberIn, session: DbSession, actor: CurrentUser
 ) -> MemberOut:
-    """Managers only: adds the user with `role`, or changes their role."""
+    """Managers only: changes a member's role. Site admins may also add any account here;
+    for other managers an id not on the board is 404 like an unused one (add people by email
+    with POST /boards/{board_id}/members). A site admin's membership is theirs to change (403).
+    """
     membership = boards.set_member(
         session=session, board_id=board_id, user_id=user_id, role=body.role, actor=actor
     )
@@ -110,9 +115,24 @@ def set_member(
     return _member_out(user, membership.role)
 
 
+@router.post("/boards/{board_id}/members", response_model=MemberByEmailOut)
+def add_member_by_email(
+    board_id: int, body: MemberByEmailIn, session: DbSession, actor: CurrentUser
+) -> MemberByEmailOut:
+    """Managers only: adds the account that uses `email`, if any, with `role`. The answer is
+    the same whether or not an account uses it (the person then appears among the members);
+    people already on the board keep their role (change it with PUT)."""
+    email = boards.add_member_by_email(
+        session=session, board_id=board_id, email=body.email, role=body.role, actor=actor
+    )
+    commit(session)
+    return MemberByEmailOut(email=email, role=body.role)
+
+
 @router.delete("/boards/{board_id}/members/{user_id}", status_code=204)
 def remove_member(board_id: int, user_id: int, session: DbSession, actor: CurrentUser) -> Response:
-    """Managers only. The last manager cannot be removed (422)."""
+    """Managers only. The last manager cannot be removed (422); a site admin's membership
+    only by a site admin (403)."""
     boards.remove_member(session=session, board_id=board_id, user_id=user_id, actor=actor)
     commit(session)
     return Response(status_code=204)

@@ -211,6 +211,19 @@ class MemberOut(BaseModel):
     role: str
 
 
+class MemberByEmailIn(Input):
+    email: Annotated[str, Field(min_length=3, max_length=254)]
+    role: Role = "member"
+
+
+class MemberByEmailOut(BaseModel):
+    """The same answer whether or not an account uses the email (nothing to enumerate)."""
+
+    email: str
+    role: str
+    status: Literal["added-if-account-exists"] = "added-if-account-exists"
+
+
 class StateIn(Input):
     name: Annotated[str, Field(max_length=80)]
     wip_limit: WipLimit | None = None

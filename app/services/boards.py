@@ -17,10 +17,11 @@ from sqlalchemy.orm import Session
 from app.db import queries
 from app.db.models import ROLES, BlockReason, Board, Criterion, Item, Membership, State, User
 from app.flow import rules
-from app.flow.errors import InvalidInput, NotFound
+from app.flow.errors import InsufficientRole, InvalidInput, NotFound
 from app.services import events
 from app.services.access import visible_board
 from app.services.board_templates import DEFAULT_BLOCK_REASONS, TEMPLATES, StateTemplate
+from app.services.users import _clean_email as clean_email
 
 KEY_PATTERN = re.compile(r"^[A-Z]{2,10}$")
 WIP_MAX = 10_000
@@ -203,15 +204,23 @@ def set_member(
     actor: User,
     now: datetime | None = None,
 ) -> Membership:
-    """Adds or changes a member. Managers only. Raises NotFound, InvalidInput."""
+    """Adds or changes a member. Managers only.
+
+    A manager who is not a site admin may only change people already on the board: any
+    other id, used or not, answers NotFound("No such user.") alike, so ids cannot be walked
+    to list every account (they add people by email, add_member_by_email). Raises NotFound,
+    InsufficientRole (a site admin's membership, for managers who are not one), InvalidInput.
+    """
     board, _ = visible_board(
         session, board_id=board_id, actor=actor, required="manager", doing="manage members"
     )
     if role not in ROLES:
         raise InvalidInput(f"role must be one of {', '.join(ROLES)}.")
-    if session.get(User, user_id) is None:
+    person = session.get(User, user_id)
+    membership = queries.membership(session, board.id, user_id) if person else None
+    if person is None or (membership is None and not actor.is_admin):
         raise NotFound("No such user.")
-    membership = queries.membership(session, board.id, user_id)
+    _protect_site_admin(person, actor)
     previous = membership.role if membership else None
     if membership is None:
         membership = Membership(board_id=board.id, user_id=user_id, role=role)
@@ -239,6 +248,57 @@ def set_member(
     return membership
 
 
+def add_member_by_email(
+    *,
+    session: Session,
+    board_id: int,
+    email: str,
+    role: str,
+    actor: User,
+    now: datetime | None = None,
+) -> str:
+    """Adds the active account that uses `email` with `role`, if there is one and it is not on
+    the board yet (people already on it keep their role). Managers only.
+
+    Returns the cleaned email and nothing else: the caller cannot tell whether an account
+    uses it until that person shows up among the members. Raises NotFound, InsufficientRole,
+    InvalidInput (role, malformed email).
+    """
+    board, _ = visible_board(
+        session, board_id=board_id, actor=actor, required="manager", doing="manage members"
+    )
+    if role not in ROLES:
+        raise InvalidInput(f"role must be one of {', '.join(ROLES)}.")
+    email = clean_email(email)
+    person = queries.user_by_email(session, email)
+    if person is None or not person.is_active:
+        return email
+    if queries.membership(session, board.id, person.id) is not None:
+        return email
+    session.add(Membership(board_id=board.id, user_id=person.id, role=role))
+    events.record(
+        session,
+        type="member_changed",
+        board_id=board.id,
+        actor_id=actor.id,
+        at=now or queries.now(),
+        user_id=person.id,
+        role=role,
+        previous_role=None,
+    )
+    session.flush()
+    return email
+
+
+def _protect_site_admin(person: User, actor: User) -> None:
+    # A board manager must not be able to demote or remove the site admins who oversee them.
+    if person.is_admin and not actor.is_admin:
+        raise InsufficientRole(
+            f"{person.name} is a site admin; only a site admin can change their membership.",
+            required_role="admin",
+        )
+
+
 def remove_member(
     *, session: Session, board_id: int, user_id: int, actor: User, now: datetime | None = None
 ) -> None:
@@ -247,8 +307,10 @@ def remove_member(
         session, board_id=board_id, actor=actor, required="manager", doing="manage members"
     )
     membership = queries.membership(session, board.id, user_id)
-    if membership is None:
+    person = session.get(User, user_id) if membership else None
+    if membership is None or person is None:
         raise NotFound("That user is not a member of this board.")
+    _protect_site_admin(person, actor)
     if membership.role == "manager" and queries.manager_count(session, board.id) <= 1:
         raise InvalidInput("A board needs at least one manager; appoint another one first.")
     session.delete(membership)

@@ -41,6 +41,13 @@ PANELS: dict[str, tuple[str, str]] = {
 }
 
 
+# Confirmations after a change, by a fixed key (never text from the URL).
+NOTICES = {
+    "member-added": "If an account uses that email, it is now on this board and shows in the "
+    "list above. People already on the board keep their role.",
+}
+
+
 @dataclass
 class Alert:
     """A refusal shown next to one form (`where`), with what the person had typed."""
@@ -77,7 +84,9 @@ def criterion_of_board(session: Session, board: Board, criterion_id: int) -> Cri
     return criterion
 
 
-def settings_context(session: Session, board: Board, alert: Alert | None) -> dict[str, Any]:
+def settings_context(
+    session: Session, board: Board, alert: Alert | None, notice: str | None = None
+) -> dict[str, Any]:
     states = queries.states_of(session, board.id)
     criteria: dict[int, dict[str, list[Criterion]]] = {
         s.id: {"entry": [], "exit": []} for s in states
@@ -104,6 +113,7 @@ def settings_context(session: Session, board: Board, alert: Alert | None) -> dic
         "roles": ROLES,
         "pull_roles": PULL_ROLES,
         "alert": alert,
+        "notice": NOTICES.get(notice or ""),
         "field_value": field_value,
         "nav_board": board,
         "nav_current": "settings",
@@ -118,9 +128,10 @@ def settings_response(
     *,
     panel: str | None = None,
     alert: Alert | None = None,
+    notice: str | None = None,
     status_code: int = 200,
 ) -> Response:
-    context = settings_context(session, board, alert)
+    context = settings_context(session, board, alert, notice)
     htmx = is_htmx(request) and panel is not None
     if not htmx:
         context["summary"] = header_summary(session, user)
@@ -147,6 +158,7 @@ def act(
     where: str | Callable[[Board], str],
     form: dict[str, str],
     action: Callable[[Board], None],
+    notice: str | None = None,
 ) -> Response:
     """Runs one settings action: access check, the service call, commit, then PRG or panel.
 
@@ -175,11 +187,16 @@ def act(
             alert=Alert(where=place, message=error.detail, values=values),
             status_code=error.status,
         )
-    return after_change(request, session, user, board_id, panel)
+    return after_change(request, session, user, board_id, panel, notice)
 
 
 def after_change(
-    request: Request, session: Session, user: User, board_id: int, panel: str
+    request: Request,
+    session: Session,
+    user: User,
+    board_id: int,
+    panel: str,
+    notice: str | None = None,
 ) -> Response:
     try:
         board = manager_board(session, board_id, user)
@@ -190,14 +207,17 @@ def after_change(
             return Response(status_code=204, headers={"HX-Redirect": target})
         return see_other(target)
     if is_htmx(request):
-        return settings_response(request, session, user, board, panel=panel)
+        return settings_response(request, session, user, board, panel=panel, notice=notice)
+    if notice is not None:
+        return see_other(f"/boards/{board_id}/settings?notice={notice}#{PANELS[panel][1]}")
     return see_other(settings_url(board_id, panel))
 
 
 @router.get("/boards/{board_id}/settings")
 def settings_page(request: Request, board_id: int, session: DbSession, user: WebUser) -> Response:
     board = manager_board(session, board_id, user)
-    return settings_response(request, session, user, board)
+    notice = request.query_params.get("notice")
+    return settings_response(request, session, user, board, notice=notice)
 
 
 # ---- The board itself ----
@@ -441,25 +461,14 @@ def add_block_reason(
 def add_member(
     request: Request, board_id: int, session: DbSession, user: WebUser, form: FormData
 ) -> Response:
-    """Adds an existing account by its email (site admins create accounts)."""
+    """Adds an existing account by its email (site admins create accounts). The answer is the
+    same whether or not an account uses the email, so the form cannot list who has one."""
 
     def action(board: Board) -> None:
-        email = (form.get("email") or "").strip()
-        if not email:
-            raise InvalidInput("Give the email address of the person to add.")
-        person = queries.user_by_email(session, email)
-        if person is None:
-            raise InvalidInput(
-                f"No account uses {email}; a site admin can create one, then add it here."
-            )
-        if queries.membership(session, board.id, person.id) is not None:
-            raise InvalidInput(
-                f"{person.name} is already on this board; change their role in the list."
-            )
-        boards.set_member(
+        boards.add_member_by_email(
             session=session,
             board_id=board.id,
-            user_id=person.id,
+            email=form.get("email") or "",
             role=form.get("role") or "member",
             actor=user,
         )
@@ -473,6 +482,7 @@ def add_member(
         where="add-member",
         form=form,
         action=action,
+        notice="member-added",
     )
 
 
