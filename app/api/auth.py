@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.security import OAuth2PasswordRequestForm
 from pydantic import BaseModel
 
 from app.api.deps import CurrentToken, DbSession, commit
-from app.services import users
+from app.client import client_ip
+from app.flow.errors import NotAuthenticated
+from app.services import throttle, users
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
@@ -21,10 +23,18 @@ class TokenOut(BaseModel):
 
 @router.post("/token", response_model=TokenOut)
 def issue_token(
-    session: DbSession, form: Annotated[OAuth2PasswordRequestForm, Depends()]
+    request: Request, session: DbSession, form: Annotated[OAuth2PasswordRequestForm, Depends()]
 ) -> TokenOut:
-    """Exchange an email (`username`) and password for a bearer token. Bad credentials: 401."""
-    user = users.authenticate(session=session, email=form.username, password=form.password)
+    """Exchange an email (`username`) and password for a bearer token. Bad credentials: 401.
+    After repeated failures from an address or for an account: 429 `too-many-attempts` with
+    `Retry-After` (the password is then not checked at all)."""
+    try:
+        user = throttle.sign_in(
+            session=session, email=form.username, password=form.password, ip=client_ip(request)
+        )
+    except NotAuthenticated:
+        commit(session)  # the counted failure outlives the refusal
+        raise
     token = users.issue_token(session=session, user=user)
     commit(session)
     return TokenOut(access_token=token)

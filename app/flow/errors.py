@@ -94,3 +94,12 @@ class NotAuthenticated(FlowError):
     slug = "not-authenticated"
     status = 401
     title = "Not signed in"
+
+
+class TooManyAttempts(FlowError):
+    """Sign-in refused without checking the password; `retry_after` (seconds) says how long
+    to wait and becomes the Retry-After header."""
+
+    slug = "too-many-attempts"
+    status = 429
+    title = "Too many failed sign-ins"

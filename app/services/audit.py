@@ -10,7 +10,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from app.db import queries
+from app.auth.tokens import secret_hash
+from app.db import audit_queries, queries
 from app.db.models import AuditEvent
 from app.db.session import Database
 
@@ -72,3 +73,39 @@ def record_apart(database: Database, **fields: Any) -> None:
             record(session, **fields)
     except Exception:  # logged; the refusal still reaches the client
         log.warning("could not record audit event %s", fields.get("type"), exc_info=True)
+
+
+def record_refusal(
+    database: Database,
+    *,
+    actor_id: int | None,
+    bearer_token: str | None = None,
+    ip: str | None,
+    method: str,
+    path: str,
+    board_id: int | None,
+    item_id: int | None,
+    detail: str,
+) -> None:
+    """`permission_refused` for a 403 insufficient-role, apart from the refused request's
+    (rolled back) transaction. The actor is `actor_id`, or whoever `bearer_token` belongs to;
+    the board is `board_id`, or `item_id`'s. Never raises."""
+    try:
+        with database.unit_of_work() as session:
+            if actor_id is None and bearer_token:
+                found = queries.user_for_token(session, secret_hash(bearer_token))
+                actor_id = found[0].id if found else None
+            if board_id is None and item_id is not None:
+                board_id = audit_queries.board_of_item(session, item_id)
+            elif board_id is not None and not audit_queries.board_exists(session, board_id):
+                board_id = None
+            record(
+                session,
+                type="permission_refused",
+                actor_id=actor_id,
+                ip=ip,
+                board_id=board_id,
+                data={"method": method, "path": path[:300], "detail": detail[:500]},
+            )
+    except Exception:  # logged; the refusal still reaches the client
+        log.warning("could not record a permission refusal", exc_info=True)

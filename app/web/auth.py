@@ -6,12 +6,13 @@ from fastapi import APIRouter, Request
 from sqlalchemy.orm import Session
 from starlette.responses import Response
 
+from app.client import client_ip
 from app.config import get_settings
 from app.db import queries
 from app.db.models import User
 from app.deps import DbSession, commit
-from app.flow.errors import FlowError, NotAuthenticated
-from app.services import users
+from app.flow.errors import FlowError, NotAuthenticated, TooManyAttempts
+from app.services import throttle, users
 from app.web.common import see_other
 from app.web.deps import (
     PRE_AUTH_COOKIE,
@@ -88,11 +89,22 @@ def login(request: Request, session: DbSession, form: FormData) -> Response:
         raise CsrfRefused
     target = safe_next(form.get("next"))
     email = form.get("email", "")
+    context: dict[str, object] = {"next": target, "email": email[:254]}
     try:
-        user = users.authenticate(session=session, email=email, password=form.get("password", ""))
+        user = throttle.sign_in(
+            session=session, email=email, password=form.get("password", ""), ip=client_ip(request)
+        )
     except NotAuthenticated as error:
-        context: dict[str, object] = {"next": target, "email": email[:254], "error": error.detail}
-        return _pre_auth_form(request, "login.html", context, status_code=401)
+        commit(session)  # the counted failure outlives the refusal
+        return _pre_auth_form(
+            request, "login.html", {**context, "error": error.detail}, status_code=401
+        )
+    except TooManyAttempts as error:
+        response = _pre_auth_form(
+            request, "login.html", {**context, "error": error.detail}, status_code=429
+        )
+        response.headers["Retry-After"] = str(error.fields["retry_after"])
+        return response
     return _sign_in(request, session, user, target)
 
 
