@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Header, Query, Response
+from fastapi.responses import JSONResponse
 
 from app.api.deps import CurrentUser, DbSession, Paging, commit
 from app.api.schemas import (
@@ -27,7 +28,7 @@ from app.api.schemas import (
     item_out,
 )
 from app.db import queries
-from app.services import blocks, items
+from app.services import blocks, idempotency, items
 from app.services.access import visible_item
 
 router = APIRouter(tags=["items"])
@@ -35,9 +36,37 @@ router = APIRouter(tags=["items"])
 
 @router.post("/boards/{board_id}/items", response_model=ItemOut, status_code=201)
 def create_item(
-    board_id: int, body: ItemIn, session: DbSession, actor: CurrentUser, response: Response
-) -> ItemOut:
+    board_id: int,
+    body: ItemIn,
+    session: DbSession,
+    actor: CurrentUser,
+    response: Response,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias=idempotency.HEADER,
+            pattern=idempotency.KEY_PATTERN,
+            description="Any unique string (a UUID): a repeat with the same key and body "
+            "within 24 h answers the first result and creates nothing; another body is 422.",
+        ),
+    ] = None,
+) -> ItemOut | JSONResponse:
     """Members and above: a new option in the backlog. A full backlog: `wip-limit-reached`."""
+    key_row = None
+    if idempotency_key is not None:
+        claimed = idempotency.claim(
+            session,
+            user_id=actor.id,
+            scope=f"POST /api/v1/boards/{board_id}/items",
+            key=idempotency_key,
+            request_hash=idempotency.fingerprint(body.model_dump(mode="json")),
+        )
+        if isinstance(claimed, idempotency.Answer):
+            headers = {"Idempotent-Replayed": "true"}
+            if claimed.location:
+                headers["Location"] = claimed.location
+            return JSONResponse(claimed.body, status_code=claimed.status_code, headers=headers)
+        key_row = claimed
     detail = items.create_item(
         session=session,
         board_id=board_id,
@@ -47,9 +76,20 @@ def create_item(
         class_of_service=body.class_of_service,
         due_date=body.due_date,
     )
+    location = f"/api/v1/items/{detail.item.id}"
+    out = item_out(session, detail)
+    if key_row is not None:
+        # Same transaction as the item: a client that gave up and retries gets this answer.
+        idempotency.remember(
+            session,
+            key_row,
+            status_code=201,
+            body=out.model_dump(mode="json", by_alias=True),
+            location=location,
+        )
     commit(session)
-    response.headers["Location"] = f"/api/v1/items/{detail.item.id}"
-    return item_out(session, detail)
+    response.headers["Location"] = location
+    return out
 
 
 @router.get("/boards/{board_id}/items", response_model=list[ItemOut])

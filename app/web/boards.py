@@ -12,7 +12,7 @@ from app.db.board_queries import BoardFilters, ColumnKey
 from app.db.models import CLASSES_OF_SERVICE, User
 from app.deps import DbSession, commit
 from app.flow.errors import FlowError, NotFound
-from app.services import items
+from app.services import idempotency, items
 from app.services.access import visible_board
 from app.web import actions
 from app.web.board_view import BoardView, Run, build_board, filter_query, make_cards
@@ -22,6 +22,8 @@ from app.web.templating import is_htmx, render
 
 router = APIRouter()
 REFUSAL_HEADER = "X-Flowboard-Refusal"
+# The New item form's fields that make two submissions "the same" for its Idempotency-Key.
+NEW_ITEM_FIELDS = ("title", "class_of_service", "due_date")
 
 
 def parse_filters(request: Request) -> BoardFilters:
@@ -55,7 +57,10 @@ def board_response(
     alert: str | None = None,
     alert_item_id: int | None = None,
     status_code: int = 200,
+    new_item_key: bool = False,
 ) -> Response:
+    """The board page (or #board for htmx). `new_item_key`: after a create, htmx also gets a
+    fresh Idempotency-Key for the New item form (out of band), so the next item is new."""
     board, role = visible_board(session, board_id=board_id, actor=user)
     view = build_board(
         session,
@@ -67,7 +72,13 @@ def board_response(
         alert=alert,
         alert_item_id=alert_item_id,
     )
-    context: dict[str, object] = {"view": view, "nav_board": board, "nav_current": "board"}
+    context: dict[str, object] = {
+        "view": view,
+        "nav_board": board,
+        "nav_current": "board",
+        "new_item_key": idempotency.new_key(),
+        "new_item_key_oob": new_item_key and is_htmx(request),
+    }
     if not is_htmx(request):
         context["summary"] = header_summary(session, user)
     headers = {REFUSAL_HEADER: "1"} if alert else None
@@ -138,8 +149,24 @@ def create_item(
     request: Request, board_id: int, session: DbSession, user: WebUser, form: FormData
 ) -> Response:
     cos = form.get("class_of_service") or "standard"
+    # The form's hidden key (one per render) or a script's header: a resent form creates once.
+    key = request.headers.get(idempotency.HEADER) or form.get(idempotency.FORM_FIELD) or None
     try:
-        items.create_item(
+        key_row = None
+        if key is not None:
+            claimed = idempotency.claim(
+                session,
+                user_id=user.id,
+                scope=f"POST /boards/{board_id}/items",
+                key=key,
+                request_hash=idempotency.fingerprint(
+                    {name: form.get(name, "") for name in NEW_ITEM_FIELDS}
+                ),
+            )
+            if isinstance(claimed, idempotency.Answer):  # already created: show the board
+                return _after_action(request, session, user, board_id, new_item_key=True)
+            key_row = claimed
+        detail = items.create_item(
             session=session,
             board_id=board_id,
             actor=user,
@@ -147,6 +174,14 @@ def create_item(
             class_of_service=cos if cos in CLASSES_OF_SERVICE else "standard",
             due_date=parse_date(form.get("due_date")),
         )
+        if key_row is not None:
+            idempotency.remember(
+                session,
+                key_row,
+                status_code=303,
+                body={"item_id": detail.item.id},
+                location=f"/boards/{board_id}",
+            )
         commit(session)
     except NotFound:
         # Re-raised before any rollback: a rollback would expire the signed-in user that the
@@ -157,12 +192,14 @@ def create_item(
         return board_response(
             request, session, user, board_id, alert=error.detail, status_code=error.status
         )
-    return _after_action(request, session, user, board_id)
+    return _after_action(request, session, user, board_id, new_item_key=True)
 
 
-def _after_action(request: Request, session: Session, user: User, board_id: int) -> Response:
+def _after_action(
+    request: Request, session: Session, user: User, board_id: int, *, new_item_key: bool = False
+) -> Response:
     if is_htmx(request):
-        return board_response(request, session, user, board_id)
+        return board_response(request, session, user, board_id, new_item_key=new_item_key)
     query = request.url.query
     return see_other(f"/boards/{board_id}" + (f"?{query}" if query else ""))
 
