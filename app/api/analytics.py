@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, Query, Response
 from fastapi.responses import JSONResponse
 
 from app.api.deps import CurrentUser, DbSession
+from app.inputs import Id
 from app.services import analytics
 
 router = APIRouter(prefix="/boards/{board_id}", tags=["analytics"])
@@ -30,7 +31,7 @@ class Window:
 
     def __init__(
         self,
-        board_id: int,
+        board_id: Id,
         session: DbSession,
         user: CurrentUser,
         start: From = None,
@@ -109,7 +110,7 @@ def forecast(
 
 
 @router.get("/snapshot")
-def snapshot(board_id: int, session: DbSession, user: CurrentUser, at: datetime) -> JSONResponse:
+def snapshot(board_id: Id, session: DbSession, user: CurrentUser, at: datetime) -> JSONResponse:
     """The board as it was at `at`, rebuilt from the events."""
     result = analytics.snapshot(session=session, board_id=board_id, actor=user, at=at)
     return _json(result.as_dict())

@@ -29,6 +29,7 @@ from app.api.schemas import (
 )
 from app.db import queries
 from app.db.models import User
+from app.inputs import Id
 from app.services import boards
 from app.services.access import effective_role, visible_board
 from app.services.boards import StateSpec
@@ -68,14 +69,14 @@ def list_boards(session: DbSession, actor: CurrentUser, page: Paging) -> list[Bo
 
 
 @router.get("/boards/{board_id}", response_model=BoardOut)
-def get_board(board_id: int, session: DbSession, actor: CurrentUser) -> BoardOut:
+def get_board(board_id: Id, session: DbSession, actor: CurrentUser) -> BoardOut:
     board, role = visible_board(session, board_id=board_id, actor=actor)
     return board_out(session, board, role)
 
 
 @router.patch("/boards/{board_id}", response_model=BoardOut)
 def update_board(
-    board_id: int, body: BoardPatch, session: DbSession, actor: CurrentUser
+    board_id: Id, body: BoardPatch, session: DbSession, actor: CurrentUser
 ) -> BoardOut:
     """Managers only: name, personal WIP limit, whether expedite items may exceed limits."""
     board = boards.update_board(
@@ -91,7 +92,7 @@ def _member_out(user: User, role: str) -> MemberOut:
 
 @router.get("/boards/{board_id}/members", response_model=list[MemberOut])
 def list_members(
-    board_id: int, session: DbSession, actor: CurrentUser, page: Paging
+    board_id: Id, session: DbSession, actor: CurrentUser, page: Paging
 ) -> list[MemberOut]:
     board, _ = visible_board(session, board_id=board_id, actor=actor)
     rows = queries.members(session, board.id)[page.offset : page.offset + page.limit]
@@ -100,7 +101,7 @@ def list_members(
 
 @router.put("/boards/{board_id}/members/{user_id}", response_model=MemberOut)
 def set_member(
-    board_id: int, user_id: int, body: MemberIn, session: DbSession, actor: CurrentUser
+    board_id: Id, user_id: Id, body: MemberIn, session: DbSession, actor: CurrentUser
 ) -> MemberOut:
     """Managers only: changes a member's role. Site admins may also add any account here;
     for other managers an id not on the board is 404 like an unused one (add people by email
@@ -117,7 +118,7 @@ def set_member(
 
 @router.post("/boards/{board_id}/members", response_model=MemberByEmailOut)
 def add_member_by_email(
-    board_id: int, body: MemberByEmailIn, session: DbSession, actor: CurrentUser
+    board_id: Id, body: MemberByEmailIn, session: DbSession, actor: CurrentUser
 ) -> MemberByEmailOut:
     """Managers only: adds the account that uses `email`, if any, with `role`. The answer is
     the same whether or not an account uses it (the person then appears among the members);
@@ -130,7 +131,7 @@ def add_member_by_email(
 
 
 @router.delete("/boards/{board_id}/members/{user_id}", status_code=204)
-def remove_member(board_id: int, user_id: int, session: DbSession, actor: CurrentUser) -> Response:
+def remove_member(board_id: Id, user_id: Id, session: DbSession, actor: CurrentUser) -> Response:
     """Managers only. The last manager cannot be removed (422); a site admin's membership
     only by a site admin (403)."""
     boards.remove_member(session=session, board_id=board_id, user_id=user_id, actor=actor)
@@ -140,7 +141,7 @@ def remove_member(board_id: int, user_id: int, session: DbSession, actor: Curren
 
 @router.post("/boards/{board_id}/states", response_model=StateOut, status_code=201)
 def add_state(
-    board_id: int, body: StateIn, session: DbSession, actor: CurrentUser, response: Response
+    board_id: Id, body: StateIn, session: DbSession, actor: CurrentUser, response: Response
 ) -> StateOut:
     """Managers only: a new work state (default: just before done)."""
     state = boards.add_state(
@@ -159,7 +160,7 @@ def add_state(
 
 @router.patch("/states/{state_id}", response_model=StateOut)
 def update_state(
-    state_id: int, body: StatePatch, session: DbSession, actor: CurrentUser
+    state_id: Id, body: StatePatch, session: DbSession, actor: CurrentUser
 ) -> StateOut:
     """Managers only: rename, change the WIP limit (below current WIP is allowed), reorder."""
     state = boards.update_state(
@@ -170,7 +171,7 @@ def update_state(
 
 
 @router.delete("/states/{state_id}", status_code=204)
-def delete_state(state_id: int, session: DbSession, actor: CurrentUser) -> Response:
+def delete_state(state_id: Id, session: DbSession, actor: CurrentUser) -> Response:
     """Managers only. A state holding items is refused with `state-not-empty`."""
     boards.delete_state(session=session, state_id=state_id, actor=actor)
     commit(session)
@@ -179,7 +180,7 @@ def delete_state(state_id: int, session: DbSession, actor: CurrentUser) -> Respo
 
 @router.post("/states/{state_id}/criteria", response_model=CriterionOut, status_code=201)
 def add_criterion(
-    state_id: int, body: CriterionIn, session: DbSession, actor: CurrentUser, response: Response
+    state_id: Id, body: CriterionIn, session: DbSession, actor: CurrentUser, response: Response
 ) -> CriterionOut:
     """Managers only: an `entry` (definition of ready) or `exit` (definition of done) check."""
     criterion = boards.add_criterion(
@@ -191,7 +192,7 @@ def add_criterion(
 
 
 @router.delete("/criteria/{criterion_id}", status_code=204)
-def delete_criterion(criterion_id: int, session: DbSession, actor: CurrentUser) -> Response:
+def delete_criterion(criterion_id: Id, session: DbSession, actor: CurrentUser) -> Response:
     boards.delete_criterion(session=session, criterion_id=criterion_id, actor=actor)
     commit(session)
     return Response(status_code=204)
@@ -199,7 +200,7 @@ def delete_criterion(criterion_id: int, session: DbSession, actor: CurrentUser) 
 
 @router.get("/boards/{board_id}/block-reasons", response_model=list[BlockReasonOut])
 def list_block_reasons(
-    board_id: int, session: DbSession, actor: CurrentUser, page: Paging
+    board_id: Id, session: DbSession, actor: CurrentUser, page: Paging
 ) -> list[BlockReasonOut]:
     board, _ = visible_board(session, board_id=board_id, actor=actor)
     reasons = queries.block_reasons(session, board.id)[page.offset : page.offset + page.limit]
@@ -208,7 +209,7 @@ def list_block_reasons(
 
 @router.post("/boards/{board_id}/block-reasons", response_model=BlockReasonOut, status_code=201)
 def add_block_reason(
-    board_id: int, body: BlockReasonIn, session: DbSession, actor: CurrentUser, response: Response
+    board_id: Id, body: BlockReasonIn, session: DbSession, actor: CurrentUser, response: Response
 ) -> BlockReasonOut:
     """Managers only."""
     reason = boards.add_block_reason(

@@ -10,6 +10,7 @@ from fastapi.security import OAuth2PasswordBearer
 from app.db.models import ApiToken, User
 from app.deps import WRITE_METHODS, ConflictError, DbSession, commit, db_session, get_db
 from app.flow.errors import NotAuthenticated
+from app.inputs import NonNegativeInt
 from app.services import users
 
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
@@ -44,7 +45,7 @@ class Page:
     def __init__(
         self,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[NonNegativeInt, Query()] = 0,
     ) -> None:
         self.limit = limit
         self.offset = offset

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 from app.api.deps import CurrentUser, DbSession
 from app.api.schemas import EventOut
 from app.db import queries
+from app.inputs import Id, NonNegativeInt
 from app.services.access import visible_board
 
 router = APIRouter(tags=["events"])
@@ -16,10 +17,10 @@ router = APIRouter(tags=["events"])
 
 @router.get("/boards/{board_id}/events", response_model=list[EventOut])
 def board_events(
-    board_id: int,
+    board_id: Id,
     session: DbSession,
     actor: CurrentUser,
-    after_id: Annotated[int, Query(ge=0)] = 0,
+    after_id: Annotated[NonNegativeInt, Query()] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[EventOut]:
     """Events with an id above `after_id`, in id order: pass the last id seen to read on."""

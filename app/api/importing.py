@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Body
 
 from app.api.deps import CurrentUser, DbSession, commit
+from app.inputs import Id
 from app.services.importing import import_history
 
 router = APIRouter(prefix="/boards/{board_id}", tags=["import"])
@@ -14,7 +15,7 @@ router = APIRouter(prefix="/boards/{board_id}", tags=["import"])
 
 @router.post("/import")
 def import_items(
-    board_id: int,
+    board_id: Id,
     session: DbSession,
     user: CurrentUser,
     payload: dict[str, Any] = Body(

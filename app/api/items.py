@@ -28,6 +28,7 @@ from app.api.schemas import (
     item_out,
 )
 from app.db import queries
+from app.inputs import Id, SingleLine
 from app.services import blocks, idempotency, items
 from app.services.access import visible_item
 
@@ -36,7 +37,7 @@ router = APIRouter(tags=["items"])
 
 @router.post("/boards/{board_id}/items", response_model=ItemOut, status_code=201)
 def create_item(
-    board_id: int,
+    board_id: Id,
     body: ItemIn,
     session: DbSession,
     actor: CurrentUser,
@@ -94,14 +95,14 @@ def create_item(
 
 @router.get("/boards/{board_id}/items", response_model=list[ItemOut])
 def list_items(
-    board_id: int,
+    board_id: Id,
     session: DbSession,
     actor: CurrentUser,
     page: Paging,
-    state_id: int | None = None,
+    state_id: Id | None = None,
     blocked: bool | None = None,
-    owner_id: int | None = None,
-    q: Annotated[str | None, Query(max_length=200)] = None,
+    owner_id: Id | None = None,
+    q: Annotated[SingleLine | None, Query(max_length=200)] = None,
     include_closed: bool = False,
 ) -> list[ItemOut]:
     """Open items in id order (`include_closed` adds done and discarded ones)."""
@@ -123,12 +124,12 @@ def list_items(
 
 
 @router.get("/items/{item_id}", response_model=ItemOut)
-def get_item(item_id: int, session: DbSession, actor: CurrentUser) -> ItemOut:
+def get_item(item_id: Id, session: DbSession, actor: CurrentUser) -> ItemOut:
     return item_out(session, items.get_item(session=session, item_id=item_id, actor=actor))
 
 
 @router.patch("/items/{item_id}", response_model=ItemOut)
-def edit_item(item_id: int, body: ItemPatch, session: DbSession, actor: CurrentUser) -> ItemOut:
+def edit_item(item_id: Id, body: ItemPatch, session: DbSession, actor: CurrentUser) -> ItemOut:
     """Fields not sent stay as they are. A stale `version` is 409 `version-conflict`.
 
     Giving a doing item to someone at the board's personal limit is 409
@@ -147,7 +148,7 @@ def edit_item(item_id: int, body: ItemPatch, session: DbSession, actor: CurrentU
 
 @router.post("/items/{item_id}/pull", response_model=ItemOut)
 def pull_item(
-    item_id: int, session: DbSession, actor: CurrentUser, body: PullIn | None = None
+    item_id: Id, session: DbSession, actor: CurrentUser, body: PullIn | None = None
 ) -> ItemOut:
     """Into the next state. Managers may pass a full limit with `override_reason`."""
     body = body or PullIn()
@@ -163,7 +164,7 @@ def pull_item(
 
 
 @router.post("/items/{item_id}/ready", response_model=ItemOut)
-def mark_ready(item_id: int, session: DbSession, actor: CurrentUser) -> ItemOut:
+def mark_ready(item_id: Id, session: DbSession, actor: CurrentUser) -> ItemOut:
     """Finished here: the owner (or a manager) hands off; before done it is delivered at once."""
     detail = items.mark_ready(session=session, item_id=item_id, actor=actor)
     commit(session)
@@ -171,7 +172,7 @@ def mark_ready(item_id: int, session: DbSession, actor: CurrentUser) -> ItemOut:
 
 
 @router.post("/items/{item_id}/unready", response_model=ItemOut)
-def unready(item_id: int, session: DbSession, actor: CurrentUser) -> ItemOut:
+def unready(item_id: Id, session: DbSession, actor: CurrentUser) -> ItemOut:
     """Back to doing, while nobody has pulled it."""
     detail = items.unready(session=session, item_id=item_id, actor=actor)
     commit(session)
@@ -179,7 +180,7 @@ def unready(item_id: int, session: DbSession, actor: CurrentUser) -> ItemOut:
 
 
 @router.post("/items/{item_id}/send-back", response_model=ItemOut)
-def send_back(item_id: int, body: SendBackIn, session: DbSession, actor: CurrentUser) -> ItemOut:
+def send_back(item_id: Id, body: SendBackIn, session: DbSession, actor: CurrentUser) -> ItemOut:
     """Rework: to an earlier work state, with a reason; the owner there takes it again."""
     detail = items.send_back(
         session=session,
@@ -194,7 +195,7 @@ def send_back(item_id: int, body: SendBackIn, session: DbSession, actor: Current
 
 
 @router.post("/items/{item_id}/discard", response_model=ItemOut)
-def discard(item_id: int, body: DiscardIn, session: DbSession, actor: CurrentUser) -> ItemOut:
+def discard(item_id: Id, body: DiscardIn, session: DbSession, actor: CurrentUser) -> ItemOut:
     """Options in the backlog (members), or any open item (managers), with a reason."""
     detail = items.discard_item(session=session, item_id=item_id, actor=actor, reason=body.reason)
     commit(session)
@@ -203,7 +204,7 @@ def discard(item_id: int, body: DiscardIn, session: DbSession, actor: CurrentUse
 
 @router.put("/items/{item_id}/criteria/{criterion_id}", response_model=ItemOut)
 def set_criterion(
-    item_id: int, criterion_id: int, body: CriterionSetIn, session: DbSession, actor: CurrentUser
+    item_id: Id, criterion_id: Id, body: CriterionSetIn, session: DbSession, actor: CurrentUser
 ) -> ItemOut:
     """Check or uncheck an exit criterion of the item's state or an entry one of the next."""
     detail = items.set_criterion(
@@ -215,7 +216,7 @@ def set_criterion(
 
 @router.post("/items/{item_id}/blocks", response_model=BlockOut, status_code=201)
 def block_item(
-    item_id: int, body: BlockIn, session: DbSession, actor: CurrentUser, response: Response
+    item_id: Id, body: BlockIn, session: DbSession, actor: CurrentUser, response: Response
 ) -> BlockOut:
     """Record why the item waits. One open block per item (`already-blocked`)."""
     block = blocks.block_item(
@@ -232,13 +233,13 @@ def block_item(
 
 
 @router.get("/blocks/{block_id}", response_model=BlockOut)
-def get_block(block_id: int, session: DbSession, actor: CurrentUser) -> BlockOut:
+def get_block(block_id: Id, session: DbSession, actor: CurrentUser) -> BlockOut:
     return block_out(session, blocks.get_block(session=session, block_id=block_id, actor=actor))
 
 
 @router.post("/blocks/{block_id}/resolve", response_model=BlockOut)
 def resolve_block(
-    block_id: int, session: DbSession, actor: CurrentUser, body: ResolveIn | None = None
+    block_id: Id, session: DbSession, actor: CurrentUser, body: ResolveIn | None = None
 ) -> BlockOut:
     block = blocks.resolve_block(
         session=session, block_id=block_id, actor=actor, note=(body or ResolveIn()).note
@@ -249,7 +250,7 @@ def resolve_block(
 
 @router.get("/items/{item_id}/comments", response_model=list[CommentOut])
 def list_comments(
-    item_id: int, session: DbSession, actor: CurrentUser, page: Paging
+    item_id: Id, session: DbSession, actor: CurrentUser, page: Paging
 ) -> list[CommentOut]:
     row = visible_item(session, item_id=item_id, actor=actor)
     found = queries.comments_of_item(session, row.item.id, limit=page.limit, offset=page.offset)
@@ -258,7 +259,7 @@ def list_comments(
 
 @router.post("/items/{item_id}/comments", response_model=CommentOut, status_code=201)
 def add_comment(
-    item_id: int, body: CommentIn, session: DbSession, actor: CurrentUser, response: Response
+    item_id: Id, body: CommentIn, session: DbSession, actor: CurrentUser, response: Response
 ) -> CommentOut:
     comment = blocks.add_comment(session=session, item_id=item_id, actor=actor, body=body.body)
     commit(session)
@@ -269,7 +270,7 @@ def add_comment(
 
 @router.get("/items/{item_id}/events", response_model=list[EventOut])
 def item_events(
-    item_id: int, session: DbSession, actor: CurrentUser, page: Paging
+    item_id: Id, session: DbSession, actor: CurrentUser, page: Paging
 ) -> list[EventOut]:
     """The item's timeline, oldest first."""
     row = visible_item(session, item_id=item_id, actor=actor)

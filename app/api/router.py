@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from app.api import analytics, auth, boards, events, importing, items, users
+from app.api import analytics, audit, auth, boards, events, importing, items, users
 
 api_router = APIRouter(prefix="/api/v1")
 api_router.include_router(auth.router)
@@ -14,3 +14,4 @@ api_router.include_router(items.router)
 api_router.include_router(events.router)
 api_router.include_router(importing.router)
 api_router.include_router(analytics.router)
+api_router.include_router(audit.router)

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from app.db import queries
 from app.db.models import Block, BlockReason, Board, Comment, Criterion, Event, State, User
+from app.inputs import DB_INT_MAX, Id, MultiLine, Text
 from app.services.board_templates import TEMPLATES
 from app.services.items import ItemDetail
 
@@ -36,10 +37,24 @@ assert set(Template.__args__) == set(TEMPLATES)  # type: ignore[attr-defined]
 WipLimit = Annotated[int, Field(ge=1, le=10_000)]
 # The title rule of API.md (1..200 characters after trimming), checked here so the 422 names
 # the field; the service trims and checks again for callers that bypass the API.
-Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=120)]
-Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
-Note = Annotated[str, Field(max_length=5000)]
+# Text follows app.flow.text (no control characters; names and titles must show something).
+Title = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), Text(visible=True)
+]
+Name = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=120), Text(visible=True)
+]
+# A state, criterion or block reason name (the service trims and checks it is not empty).
+ShortName = Annotated[str, Field(max_length=80), Text(visible=True)]
+Reason = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=500),
+    Text(multiline=True, visible=True),
+]
+Note = Annotated[MultiLine, Field(max_length=5000)]
+Description = Annotated[MultiLine, Field(max_length=20_000)]
+# Versions count up from 1 in a 32-bit column.
+Version = Annotated[int, Field(ge=0, le=DB_INT_MAX)]
 # JSON has no date type: accept the ISO string while every other field stays strict.
 DueDate = Annotated[date | None, Field(strict=False)]
 
@@ -68,10 +83,10 @@ class PatchInput(Input):
 
 
 class UserIn(Input):
-    email: Annotated[str, Field(min_length=3, max_length=254)]
+    email: Annotated[str, Field(min_length=3, max_length=254), Text()]
     name: Name
-    # The minimum length is the service's rule (422 there); the maximum bounds hashing work.
-    password: Annotated[str, Field(max_length=1000)]
+    # The minimum is the service's rule too (MIN_PASSWORD_LENGTH); the maximum bounds hashing.
+    password: Annotated[str, Field(min_length=8, max_length=1000)]
     is_admin: bool = False
 
 
@@ -90,7 +105,7 @@ class UserOut(BaseModel):
 
 
 class StateSpecIn(Input):
-    name: Annotated[str, Field(max_length=80)]
+    name: ShortName
     kind: Kind
     wip_limit: WipLimit | None = None
     pull_role: PullRole = "member"
@@ -225,7 +240,7 @@ class MemberByEmailOut(BaseModel):
 
 
 class StateIn(Input):
-    name: Annotated[str, Field(max_length=80)]
+    name: ShortName
     wip_limit: WipLimit | None = None
     pull_role: PullRole = "member"
     position: Annotated[int, Field(ge=0, le=1000)] | None = None
@@ -234,14 +249,14 @@ class StateIn(Input):
 class StatePatch(PatchInput):
     NOT_NULL = frozenset({"name", "pull_role", "position"})
 
-    name: Annotated[str, Field(max_length=80)] | None = None
+    name: ShortName | None = None
     wip_limit: WipLimit | None = None
     pull_role: PullRole | None = None
     position: Annotated[int, Field(ge=0, le=1000)] | None = None
 
 
 class CriterionIn(Input):
-    text: Annotated[str, Field(max_length=300)]
+    text: Annotated[str, Field(max_length=300), Text(visible=True)]
     gate: Gate
 
 
@@ -264,7 +279,7 @@ class CriterionOut(BaseModel):
 
 
 class BlockReasonIn(Input):
-    name: Annotated[str, Field(max_length=80)]
+    name: ShortName
 
 
 # --- items ---------------------------------------------------------------------------------
@@ -272,7 +287,7 @@ class BlockReasonIn(Input):
 
 class ItemIn(Input):
     title: Title
-    description: Annotated[str, Field(max_length=20_000)] = ""
+    description: Description = ""
     class_of_service: ClassOfService = "standard"
     due_date: DueDate = None
 
@@ -280,12 +295,12 @@ class ItemIn(Input):
 class ItemPatch(PatchInput):
     NOT_NULL = frozenset({"title", "class_of_service"})
 
-    version: int
+    version: Version
     title: Title | None = None
-    description: Annotated[str, Field(max_length=20_000)] | None = None
+    description: Description | None = None
     class_of_service: ClassOfService | None = None
     due_date: DueDate = None
-    owner_id: int | None = None
+    owner_id: Id | None = None
     # A manager's reason to hand a doing item to someone at the board's personal limit.
     override_reason: Reason | None = None
 
@@ -293,11 +308,11 @@ class ItemPatch(PatchInput):
 class PullIn(Input):
     override_reason: Reason | None = None
     # Optional guard for drag and drop: the state the client expects the item to enter.
-    to_state_id: int | None = None
+    to_state_id: Id | None = None
 
 
 class SendBackIn(Input):
-    to_state_id: int
+    to_state_id: Id
     reason: Reason
     override_reason: Reason | None = None
 
@@ -307,9 +322,9 @@ class DiscardIn(Input):
 
 
 class BlockIn(Input):
-    reason_id: int
+    reason_id: Id
     note: Note = ""
-    waiting_on: Annotated[str, Field(max_length=200)] = ""
+    waiting_on: Annotated[str, Field(max_length=200), Text()] = ""
 
 
 class ResolveIn(Input):
@@ -321,7 +336,7 @@ class CriterionSetIn(Input):
 
 
 class CommentIn(Input):
-    body: Annotated[str, Field(max_length=20_000)]
+    body: Annotated[MultiLine, Field(max_length=20_000)]
 
 
 class BlockOut(BaseModel):

@@ -10,6 +10,7 @@ from app.db import queries
 from app.db.models import User
 from app.flow.errors import NotFound
 from app.flow.rules import require_role
+from app.inputs import Id
 from app.services import users
 
 router = APIRouter(tags=["users"])
@@ -48,7 +49,7 @@ def list_users(session: DbSession, actor: CurrentUser, page: Paging) -> list[Use
 
 
 @router.get("/users/{user_id}", response_model=UserOut)
-def get_user(user_id: int, session: DbSession, actor: CurrentUser) -> UserOut:
+def get_user(user_id: Id, session: DbSession, actor: CurrentUser) -> UserOut:
     """Site admins only (the `Location` of a new user)."""
     require_role("manager" if actor.is_admin else None, "manager", doing="read user accounts")
     user = session.get(User, user_id)

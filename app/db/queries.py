@@ -27,6 +27,7 @@ from app.db.models import (
     User,
     WebSession,
 )
+from app.flow.text import text_problem
 
 
 def user_for_token(session: Session, token_hash: str) -> tuple[User, ApiToken] | None:
@@ -59,6 +60,8 @@ def user_for_web_session(
 
 
 def user_by_email(session: Session, email: str) -> User | None:
+    if text_problem(email) is not None:
+        return None  # no account has such an email, and PostgreSQL cannot even compare NUL
     return session.scalar(select(User).where(func.lower(User.email) == email.strip().lower()))
 
 

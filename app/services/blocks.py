@@ -10,6 +10,7 @@ from app.db import queries
 from app.db.models import Block, Comment, User
 from app.flow import rules
 from app.flow.errors import InvalidInput, NotFound
+from app.flow.text import checked_text
 from app.services import events
 from app.services.access import effective_role, visible_item
 from app.services.items import item_facts
@@ -29,6 +30,8 @@ def block_item(
 ) -> Block:
     """Rule 4. Raises NotFound and rules.check_block's (AlreadyBlocked, InvalidInput...)."""
     now = now or queries.now()
+    checked_text(note or "", "note", multiline=True)
+    checked_text(waiting_on or "", "waiting on")
     row = visible_item(session, item_id=item_id, actor=actor, lock=True)
     open_id = row.open_block.id if row.open_block is not None else None
     reason = queries.block_reason(session, row.board.id, reason_id)
@@ -81,7 +84,7 @@ def resolve_block(
     )
     block.resolved_at = now
     block.resolved_by_id = actor.id
-    block.resolution = (note or "").strip()[:NOTE_MAX]
+    block.resolution = checked_text(note or "", "note", multiline=True).strip()[:NOTE_MAX]
     reason_name = queries.reason_names(session, {block.reason_id}).get(block.reason_id, "")
     events.record(
         session,
@@ -109,7 +112,7 @@ def add_comment(
     now = now or queries.now()
     row = visible_item(session, item_id=item_id, actor=actor)
     rules.require_role(row.role, "member", doing="comment")
-    text = (body or "").strip()
+    text = checked_text(body or "", "comment", multiline=True).strip()
     if not text or len(text) > 20_000:
         raise InvalidInput("A comment needs 1 to 20,000 characters.")
     comment = Comment(item_id=row.item.id, author_id=actor.id, body=text, created_at=now)

@@ -18,7 +18,7 @@ from app.db import queries
 from app.db.models import ROLES, BlockReason, Board, Criterion, Item, Membership, State, User
 from app.flow import rules
 from app.flow.errors import InsufficientRole, InvalidInput, NotFound
-from app.services import events
+from app.services import audit, events
 from app.services.access import visible_board
 from app.services.board_templates import DEFAULT_BLOCK_REASONS, TEMPLATES, StateTemplate
 from app.services.users import _clean_email as clean_email
@@ -244,6 +244,7 @@ def set_member(
             role=role,
             previous_role=previous,
         )
+        _audit_membership(session, board.id, actor, user_id, role, previous, now)
     session.flush()
     return membership
 
@@ -286,6 +287,7 @@ def add_member_by_email(
         role=role,
         previous_role=None,
     )
+    _audit_membership(session, board.id, actor, person.id, role, None, now)
     session.flush()
     return email
 
@@ -324,7 +326,25 @@ def remove_member(
         role=None,
         previous_role=membership.role,
     )
+    _audit_membership(session, board.id, actor, user_id, None, membership.role, now)
     session.flush()
+
+
+def _audit_membership(
+    session: Session,
+    board_id: int,
+    actor: User,
+    user_id: int,
+    role: str | None,
+    previous: str | None,
+    now: datetime | None,
+) -> None:
+    """member_added, role_changed or member_removed in the admins' audit trail."""
+    kind = (
+        "member_added" if previous is None else "member_removed" if role is None else "role_changed"
+    )
+    data = {"user_id": user_id, "role": role, "previous_role": previous}
+    audit.record(session, type=kind, actor_id=actor.id, board_id=board_id, data=data, now=now)
 
 
 def _state_on_visible_board(

@@ -19,7 +19,7 @@ from app.db.queries import ItemRow
 from app.flow import rules
 from app.flow.errors import InvalidInput, InvalidMove, NotFound
 from app.flow.rules import CriterionFacts, ItemFacts, Override, StateFacts
-from app.services import events
+from app.services import audit, events
 from app.services.access import visible_board, visible_item
 
 TITLE_MAX = 200
@@ -348,6 +348,39 @@ def _record_override(
         wip=wip,
         limit=target.wip_limit,
     )
+    _audit_override(ctx, actor, now, override, state_id=target.id, wip=wip, limit=target.wip_limit)
+
+
+def _audit_override(
+    ctx: _Context,
+    actor: User,
+    now: datetime,
+    override: Override,
+    *,
+    state_id: int,
+    wip: int,
+    limit: int | None,
+    personal: bool = False,
+) -> None:
+    """The admins' audit trail keeps every WIP override beside the board's event log."""
+    data = {
+        "item_id": ctx.item.id,
+        "item_key": ctx.item.key,
+        "state_id": state_id,
+        "kind": override.kind,
+        "reason": override.reason,
+        "wip": wip,
+        "limit": limit,
+        "personal": personal,
+    }
+    audit.record(
+        ctx.session,
+        type="wip_override",
+        actor_id=actor.id,
+        board_id=ctx.board.id,
+        data=data,
+        now=now,
+    )
 
 
 def pull_item(
@@ -661,6 +694,16 @@ def edit_item(
                 limit=ctx.board.personal_wip_limit,
                 personal=True,
                 owner_id=item.owner_id,
+            )
+            _audit_override(
+                ctx,
+                actor,
+                now,
+                override,
+                state_id=item.state_id,
+                wip=owner_doing,
+                limit=ctx.board.personal_wip_limit,
+                personal=True,
             )
         session.flush()
     owner_name = None

@@ -13,10 +13,11 @@ from app.db import queries
 from app.db.models import ApiToken, User, WebSession
 from app.flow.errors import EmailTaken, InvalidInput, NotAuthenticated
 from app.flow.rules import require_role
+from app.flow.text import checked_text
 
 
 def _clean_email(email: str) -> str:
-    cleaned = (email or "").strip().lower()
+    cleaned = checked_text(email or "", "email").strip().lower()
     local, _, domain = cleaned.partition("@")
     if not local or "." not in domain or " " in cleaned or len(cleaned) > 254:
         raise InvalidInput("Give a valid email address, like ann@example.org.")
@@ -40,7 +41,7 @@ def create_user(
     if actor is not None:
         require_role("manager" if actor.is_admin else None, "manager", doing="create users")
     email = _clean_email(email)
-    name = " ".join((name or "").split())
+    name = " ".join(checked_text(name or "", "name", visible=True).split())
     if not 1 <= len(name) <= 120:
         raise InvalidInput("A name needs 1 to 120 characters.")
     if len(password or "") < MIN_PASSWORD_LENGTH:

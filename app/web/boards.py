@@ -12,11 +12,12 @@ from app.db.board_queries import BoardFilters, ColumnKey
 from app.db.models import CLASSES_OF_SERVICE, User
 from app.deps import DbSession, commit
 from app.flow.errors import FlowError, NotFound
+from app.inputs import parse_id
 from app.services import idempotency, items
 from app.services.access import visible_board
 from app.web import actions
 from app.web.board_view import BoardView, Run, build_board, filter_query, make_cards
-from app.web.common import header_summary, parse_date, parse_int, see_other
+from app.web.common import header_summary, parse_date, parse_int, parse_text, see_other
 from app.web.deps import FormData, WebUser
 from app.web.templating import is_htmx, render
 
@@ -31,10 +32,10 @@ def parse_filters(request: Request) -> BoardFilters:
     owner = params.get("owner") or ""
     cos = params.get("cos") or ""
     return BoardFilters(
-        owner_id=int(owner) if owner.isdigit() else None,
+        owner_id=parse_id(owner),
         class_of_service=cos if cos in CLASSES_OF_SERVICE else None,
         blocked_only=params.get("blocked") in ("1", "on", "true"),
-        text=(params.get("q") or "").strip()[:200] or None,
+        text=parse_text(params.get("q"), "search text"),
     )
 
 

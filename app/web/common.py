@@ -15,7 +15,9 @@ from starlette.responses import RedirectResponse
 from app.db import board_queries as bq
 from app.db.models import Item, State, User
 from app.flow import rules
-from app.flow.errors import InvalidInput
+from app.flow.errors import InvalidInput, NotFound
+from app.flow.text import checked_text
+from app.inputs import DB_INT_MAX, parse_id
 
 
 @dataclass
@@ -75,13 +77,37 @@ def parse_date(value: str | None) -> date | None:
         raise InvalidInput("Give the date as YYYY-MM-DD.") from None
 
 
-def parse_int(value: str | None, what: str) -> int | None:
-    if value in (None, ""):
+def parse_int(value: str | None, what: str, *, maximum: int = DB_INT_MAX) -> int | None:
+    """A whole number 0..maximum in ASCII digits (None when empty); InvalidInput otherwise.
+
+    Not str.isdigit(): it accepts '²', which int() refuses, and '٣', which int() reads as 3.
+    """
+    if value is None or value == "":
         return None
-    try:
-        return int(str(value))
-    except ValueError:
-        raise InvalidInput(f"{what} must be a number.") from None
+    text = str(value).strip()
+    if not (text.isascii() and text.isdigit()):
+        raise InvalidInput(f"{what} must be a number.")
+    if len(text) > 12 or int(text) > maximum:
+        raise InvalidInput(f"{what} must be at most {maximum}.")
+    return int(text)
+
+
+def parse_text(value: str | None, what: str, *, max_length: int = 200) -> str | None:
+    """A single line of search text from the address, trimmed; None when empty.
+
+    Control characters are refused (422) by the same rule as every text field."""
+    text = (value or "").strip()[:max_length]
+    if not text:
+        return None
+    return checked_text(text, what)
+
+
+def known_path_ids(request: Request) -> None:
+    """Router dependency of the pages: an id in the address (`/boards/{board_id}`) that is not
+    a plain number within the database's range is a 404 page, before any query runs."""
+    for name, value in request.path_params.items():
+        if name.endswith("_id") and parse_id(str(value)) is None:
+            raise NotFound("Nothing here: check the address.")
 
 
 def query_string(request: Request) -> str:
