@@ -4,16 +4,23 @@ rolled back, in one of their own."""
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import logging
-from datetime import datetime
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from app.auth.tokens import secret_hash
 from app.db import audit_queries, queries
-from app.db.models import AuditEvent
+from app.db.audit_queries import AuditFilter
+from app.db.models import AuditEvent, User
 from app.db.session import Database
+from app.flow.errors import InsufficientRole, InvalidInput
+from app.services.analytics import neutralise
 
 log = logging.getLogger(__name__)
 
@@ -109,3 +116,88 @@ def record_refusal(
             )
     except Exception:  # logged; the refusal still reaches the client
         log.warning("could not record a permission refusal", exc_info=True)
+
+
+# ------------------------------------------------------------------ reading the trail (admins)
+
+CSV_COLUMNS = ("id", "at", "type", "actor_id", "actor_email", "ip", "board_id", "data")
+CSV_MAX_ROWS = 100_000
+
+
+def require_admin(actor: User, *, doing: str = "read the audit trail") -> None:
+    if not actor.is_admin:
+        raise InsufficientRole(
+            f"Only site admins can {doing}; ask one of them.", required_role="admin"
+        )
+
+
+def trail_filter(
+    session: Session,
+    *,
+    type: str | None = None,
+    actor_email: str | None = None,
+    since: date | None = None,
+    until: date | None = None,
+) -> AuditFilter | None:
+    """The filter for these choices (dates are whole UTC days, both included); None when
+    nothing can match (an email without an account). Raises InvalidInput."""
+    if type and type not in AUDIT_TYPES:
+        raise InvalidInput(f"type must be one of {', '.join(AUDIT_TYPES)}.")
+    if since and until and until < since:
+        raise InvalidInput("The date range ends before it starts.")
+    actor_id = None
+    if actor_email and actor_email.strip():
+        user = queries.user_by_email(session, actor_email)
+        if user is None:
+            return None
+        actor_id = user.id
+    return AuditFilter(
+        type=type or None,
+        actor_id=actor_id,
+        since=datetime.combine(since, time(), UTC) if since else None,
+        until=datetime.combine(until + timedelta(days=1), time(), UTC) if until else None,
+    )
+
+
+def events_after(
+    *, session: Session, actor: User, type: str | None, after_id: int | None, limit: int
+) -> Sequence[AuditEvent]:
+    """The API's view: oldest first after `after_id`. Raises InsufficientRole, InvalidInput."""
+    require_admin(actor)
+    filters = trail_filter(session, type=type)
+    assert filters is not None  # only an actor email can match nothing
+    return audit_queries.audit_after(session, filters, after_id=after_id, limit=limit)
+
+
+def trail_csv(*, session: Session, actor: User, filters: AuditFilter | None) -> str:
+    """RFC 4180 text (CRLF), oldest first, at most CSV_MAX_ROWS rows; text cells neutralised
+    against formula injection. Raises InsufficientRole."""
+    require_admin(actor, doing="export the audit trail")
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(CSV_COLUMNS)
+    after_id: int | None = None
+    written = 0
+    while filters is not None and written < CSV_MAX_ROWS:
+        batch = audit_queries.audit_after(
+            session, filters, after_id=after_id, limit=min(1000, CSV_MAX_ROWS - written)
+        )
+        if not batch:
+            break
+        emails = audit_queries.emails_of(session, {e.actor_id for e in batch if e.actor_id})
+        for event in batch:
+            writer.writerow(
+                [
+                    event.id,
+                    event.at.isoformat().replace("+00:00", "Z"),
+                    neutralise(event.type),
+                    event.actor_id or "",
+                    neutralise(emails.get(event.actor_id or 0, "")),
+                    neutralise(event.ip or ""),
+                    event.board_id or "",
+                    neutralise(json.dumps(event.data, ensure_ascii=False, sort_keys=True)),
+                ]
+            )
+        written += len(batch)
+        after_id = batch[-1].id
+    return buffer.getvalue()
