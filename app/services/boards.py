@@ -18,6 +18,7 @@ from app.db import queries
 from app.db.models import ROLES, BlockReason, Board, Criterion, Item, Membership, State, User
 from app.flow import rules
 from app.flow.errors import InsufficientRole, InvalidInput, NotFound
+from app.flow.text import checked_text
 from app.services import audit, events
 from app.services.access import visible_board
 from app.services.board_templates import DEFAULT_BLOCK_REASONS, TEMPLATES, StateTemplate
@@ -41,7 +42,7 @@ def _check_limit(limit: int | None, what: str = "wip_limit") -> None:
 
 
 def _clean_name(name: str, what: str, max_length: int = 80) -> str:
-    cleaned = " ".join((name or "").split())
+    cleaned = " ".join(checked_text(name or "", what, visible=True).split())
     if not 1 <= len(cleaned) <= max_length:
         raise InvalidInput(f"A {what} needs 1 to {max_length} characters.")
     return cleaned

@@ -19,6 +19,7 @@ from app.db.queries import ItemRow
 from app.flow import rules
 from app.flow.errors import InvalidInput, InvalidMove, NotFound
 from app.flow.rules import CriterionFacts, ItemFacts, Override, StateFacts
+from app.flow.text import checked_text
 from app.services import audit, events
 from app.services.access import visible_board, visible_item
 
@@ -255,7 +256,7 @@ def get_item(*, session: Session, item_id: int, actor: User) -> ItemDetail:
 
 
 def _clean_title(title: str) -> str:
-    cleaned = " ".join(title.split())
+    cleaned = " ".join(checked_text(title, "title", visible=True).split())
     if not 1 <= len(cleaned) <= TITLE_MAX:
         raise InvalidInput(f"A title needs 1 to {TITLE_MAX} characters.")
     return cleaned
@@ -278,6 +279,7 @@ def create_item(
         session, board_id=board_id, actor=actor, required="member", doing="create items"
     )
     title = _clean_title(title)
+    checked_text(description or "", "description", multiline=True)
     states = queries.states_of(session, board.id)
     backlog = states[0]
     if backlog.wip_limit is not None:
@@ -394,6 +396,7 @@ def pull_item(
 ) -> ItemDetail:
     """Rule 1. Raises NotFound and the FlowErrors of rules.check_pull."""
     now = now or queries.now()
+    checked_text(override_reason or "", "override reason", multiline=True)
     ctx = _load(session, item_id, actor, lock=True)
     after = ctx.following()
     target_wip = actor_doing = 0
@@ -533,6 +536,8 @@ def send_back(
 ) -> ItemDetail:
     """Rule 3. Raises NotFound and rules.check_send_back's."""
     now = now or queries.now()
+    checked_text(reason, "reason", multiline=True)
+    checked_text(override_reason or "", "override reason", multiline=True)
     ctx = _load(session, item_id, actor, lock=True)
     if to_state_id not in ctx.state_by_id:
         raise InvalidMove("That state is not on this item's board.")
@@ -582,6 +587,7 @@ def discard_item(
 ) -> ItemDetail:
     """Rule 7. Raises rules.check_discard's."""
     now = now or queries.now()
+    checked_text(reason, "reason", multiline=True)
     ctx = _load(session, item_id, actor, lock=True)
     rules.check_discard(
         item=ctx.facts, state=state_facts(ctx.state), actor_role=ctx.role, reason=reason
@@ -630,6 +636,7 @@ def edit_item(
     rules.check_assignment's when a doing item's new owner is at the personal limit
     (`override_reason`: a manager's reason to go past it)."""
     now = now or queries.now()
+    checked_text(override_reason or "", "override reason", multiline=True)
     ctx = _load(session, item_id, actor, lock=True)
     rules.require_role(ctx.role, "member", doing="edit items")
     rules.check_version(given=version, current=ctx.item.version)
@@ -644,7 +651,7 @@ def edit_item(
         if name == "title":
             value = _clean_title(str(value or ""))
         if name == "description":
-            value = value or ""
+            value = checked_text(str(value or ""), "description", multiline=True)
         if name == "owner_id" and value is not None:
             member = queries.membership(session, ctx.board.id, int(str(value)))
             if member is None or not rules.role_at_least(member.role, "member"):
