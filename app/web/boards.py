@@ -19,6 +19,7 @@ from app.web import actions
 from app.web.board_view import BoardView, Run, build_board, filter_query, make_cards
 from app.web.common import header_summary, parse_date, parse_int, parse_text, see_other
 from app.web.deps import FormData, WebUser
+from app.web.errors import note_refusal
 from app.web.templating import is_htmx, render
 
 router = APIRouter()
@@ -190,6 +191,7 @@ def create_item(
         raise
     except FlowError as error:
         session.rollback()
+        note_refusal(request, error)
         return board_response(
             request, session, user, board_id, alert=error.detail, status_code=error.status
         )
@@ -228,6 +230,7 @@ def card_action(
         raise
     except FlowError as error:
         session.rollback()
+        note_refusal(request, error)
         return board_response(
             request,
             session,

@@ -22,6 +22,7 @@ from app.web.board_view import Card, _Rules
 from app.web.boards import REFUSAL_HEADER
 from app.web.common import header_summary, parse_date, parse_int, see_other
 from app.web.deps import FormData, WebUser
+from app.web.errors import note_refusal
 from app.web.templating import duration, is_htmx, render
 
 router = APIRouter()
@@ -181,6 +182,7 @@ def _refused(
     if isinstance(error, NotFound):
         raise error  # before any rollback, which would expire the user the 404 page shows
     session.rollback()
+    note_refusal(request, error)
     return item_response(
         request, session, user, item_id, alert=error.detail, status_code=error.status
     )
