@@ -39,7 +39,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         workers=args.workers,
-        proxy_headers=True,
+        # Forwarded headers are believed by the app's own middleware, from
+        # FLOWBOARD_TRUSTED_PROXIES only (uvicorn's default would trust 127.0.0.1).
+        proxy_headers=False,
+        # httptools hands over oversized headers, so the app answers them 431 itself
+        # (h11 would refuse a 1 MB header with a 400 and may reset the connection).
+        http="httptools",
         log_level="info",
     )
     return 0
@@ -69,6 +74,24 @@ def cmd_create_user(args: argparse.Namespace) -> int:
     except FlowError as error:
         print(f"Not created: {error.detail}", file=sys.stderr)
         return 1
+    return 0
+
+
+def cmd_reset_password(args: argparse.Namespace) -> int:
+    from app.db.session import get_database
+    from app.flow.errors import FlowError
+    from app.services import users
+
+    try:
+        with get_database().unit_of_work() as session:
+            user, secret, _ = users.issue_password_reset(session=session, email=args.email)
+    except FlowError as error:
+        print(f"No link made: {error.detail}", file=sys.stderr)
+        return 1
+    link = f"{get_settings().public_url.rstrip('/')}/reset-password/{secret}"
+    print(f"A one-time link for {user.name} <{user.email}> to set a new password")
+    print(f"(valid {users.RESET_LINK_HOURS} hours; hand it over privately):")
+    print(link)
     return 0
 
 
@@ -207,6 +230,13 @@ def build_parser() -> argparse.ArgumentParser:
     create_user.add_argument("--password", help="asked for when not given")
     create_user.add_argument("--admin", action="store_true", help="make the user a site admin")
     create_user.set_defaults(handler=cmd_create_user)
+
+    reset = commands.add_parser(
+        "reset-password",
+        help="print a one-time link (valid 24 hours) with which the person sets a new password",
+    )
+    reset.add_argument("email", help="the account's email")
+    reset.set_defaults(handler=cmd_reset_password)
 
     demo = commands.add_parser(
         "demo", help="fill an EMPTY database with the five template boards and months of history"

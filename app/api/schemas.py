@@ -95,10 +95,59 @@ class UserOut(BaseModel):
     email: str
     name: str
     is_admin: bool
+    is_active: bool
+    deactivated_at: datetime | None
 
     @classmethod
     def of(cls, user: User) -> UserOut:
-        return cls(id=user.id, email=user.email, name=user.name, is_admin=user.is_admin)
+        return cls(
+            id=user.id,
+            email=user.email,
+            name=user.name,
+            is_admin=user.is_admin,
+            is_active=user.is_active,
+            deactivated_at=user.deactivated_at,
+        )
+
+
+class UserPatch(PatchInput):
+    """Site admins: rename, promote or demote, deactivate (`is_active: false`) or reactivate."""
+
+    NOT_NULL = frozenset({"name", "is_admin", "is_active"})
+
+    name: Name | None = None
+    is_admin: bool | None = None
+    is_active: bool | None = None
+
+
+class PasswordChangeIn(Input):
+    current_password: Annotated[str, Field(max_length=1000)]
+    # At least MIN_PASSWORD_LENGTH (8) characters; the maximum bounds hashing work.
+    new_password: Annotated[str, Field(min_length=8, max_length=1000)]
+
+
+class TokenIn(Input):
+    name: Name
+    scope: Literal["read", "write"]
+    # An ISO 8601 time in the future (without a zone it is UTC); null: never expires.
+    expires_at: Annotated[datetime | None, Field(strict=False)] = None
+
+
+class TokenOut(BaseModel):
+    """A token as listed: `name` is null for tokens from POST /auth/token."""
+
+    id: int
+    name: str | None
+    scope: str
+    created_at: datetime
+    expires_at: datetime | None
+    last_used_at: datetime | None
+
+
+class NewTokenOut(TokenOut):
+    """The answer to POST /tokens: the only time `token` is shown."""
+
+    token: str
 
 
 # --- boards --------------------------------------------------------------------------------
@@ -493,3 +542,41 @@ class EventOut(BaseModel):
             to_state_id=event.to_state_id,
             data=event.data or {},
         )
+
+
+# --- import with history -------------------------------------------------------------------
+# The documented shape of POST /boards/{board_id}/import. The body is checked by
+# app.services.importing, which lists every problem as {item, field, message} in one 422 (a
+# shape check here would stop at the first wrong type); tests keep the two in step.
+
+
+class ImportMoveIn(BaseModel):
+    at: datetime
+    state: Annotated[str, Field(description="A state name on this board.")]
+    stage: Literal["doing", "ready"] | None = None
+
+
+class ImportBlockIn(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    reason: Annotated[str, Field(description="A block reason name on this board.")]
+    from_: Annotated[datetime, Field(alias="from")]
+    to: datetime | None = None
+    note: Annotated[str, Field(max_length=5000), Text(multiline=True)] = ""
+    waiting_on: Annotated[str, Field(max_length=200), Text()] = ""
+
+
+class ImportItemIn(BaseModel):
+    title: Annotated[str, Field(min_length=1, max_length=200), Text(visible=True)]
+    class_of_service: ClassOfService = "standard"
+    created_at: datetime
+    history: list[ImportMoveIn] = []
+    blocks: list[ImportBlockIn] = []
+
+
+class ImportIn(BaseModel):
+    items: list[ImportItemIn]
+
+
+class ImportOut(BaseModel):
+    imported: int

@@ -1,11 +1,13 @@
-"""Accounts: who am I, and (site admins) the user list and new users."""
+"""Accounts: who am I, my password, and (site admins) the user list, new users, renaming,
+roles, deactivation and reactivation."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 
-from app.api.deps import CurrentUser, DbSession, Paging, commit
-from app.api.schemas import UserIn, UserOut
+from app.api.deps import CurrentToken, CurrentUser, DbSession, Paging, commit
+from app.api.schemas import PasswordChangeIn, UserIn, UserOut, UserPatch
+from app.client import client_ip
 from app.db import queries
 from app.db.models import User
 from app.flow.errors import NotFound
@@ -55,4 +57,44 @@ def get_user(user_id: Id, session: DbSession, actor: CurrentUser) -> UserOut:
     user = session.get(User, user_id)
     if user is None:
         raise NotFound("No such user.")
+    return UserOut.of(user)
+
+
+@router.post("/users/me/password", status_code=204)
+def change_my_password(
+    body: PasswordChangeIn, request: Request, session: DbSession, found: CurrentToken
+) -> Response:
+    """Change your password. Your other browser sessions and tokens end; the token used for
+    this request stays valid. A wrong `current_password` is 422 `validation` (not 401: the
+    token itself is fine); a `new_password` under 8 characters is 422 too."""
+    user, token = found
+    users.change_password(
+        session=session,
+        user=user,
+        current_password=body.current_password,
+        new_password=body.new_password,
+        keep_token_id=token.id,
+        ip=client_ip(request),
+    )
+    commit(session)
+    return Response(status_code=204)
+
+
+@router.patch("/users/{user_id}", response_model=UserOut)
+def update_user(
+    user_id: Id, body: UserPatch, request: Request, session: DbSession, actor: CurrentUser
+) -> UserOut:
+    """Site admins only. `is_active: false` ends that person's sessions, tokens and live streams
+    at once (their items and history stay; signing in then answers 401); an admin cannot
+    deactivate themselves or drop their own admin role (422)."""
+    user = users.update_user(
+        session=session,
+        actor=actor,
+        user_id=user_id,
+        name=body.name,
+        is_admin=body.is_admin,
+        is_active=body.is_active,
+        ip=client_ip(request),
+    )
+    commit(session)
     return UserOut.of(user)

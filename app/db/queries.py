@@ -23,6 +23,7 @@ from app.db.models import (
     Event,
     Item,
     Membership,
+    PasswordReset,
     State,
     User,
     WebSession,
@@ -30,13 +31,47 @@ from app.db.models import (
 from app.flow.text import text_problem
 
 
-def user_for_token(session: Session, token_hash: str) -> tuple[User, ApiToken] | None:
+def user_for_token(
+    session: Session, token_hash: str, now: datetime | None = None
+) -> tuple[User, ApiToken] | None:
+    """The active user and live token (not revoked; not expired when `now` is given)."""
+    conditions = [
+        ApiToken.token_hash == token_hash,
+        ApiToken.revoked_at.is_(None),
+        User.is_active.is_(True),
+    ]
+    if now is not None:
+        conditions.append(or_(ApiToken.expires_at.is_(None), ApiToken.expires_at > now))
     row = session.execute(
-        select(User, ApiToken)
-        .join(ApiToken, ApiToken.user_id == User.id)
+        select(User, ApiToken).join(ApiToken, ApiToken.user_id == User.id).where(*conditions)
+    ).first()
+    return (row[0], row[1]) if row else None
+
+
+def tokens_of_user(
+    session: Session, user_id: int, *, limit: int = 1000, offset: int = 0
+) -> Sequence[ApiToken]:
+    """The user's tokens that were not revoked (expired ones too), newest first."""
+    return session.scalars(
+        select(ApiToken)
+        .where(ApiToken.user_id == user_id, ApiToken.revoked_at.is_(None))
+        .order_by(ApiToken.id.desc())
+        .limit(limit)
+        .offset(offset)
+    ).all()
+
+
+def password_reset(
+    session: Session, token_hash: str, now: datetime
+) -> tuple[PasswordReset, User] | None:
+    """An unused, unexpired reset link of an active user."""
+    row = session.execute(
+        select(PasswordReset, User)
+        .join(User, User.id == PasswordReset.user_id)
         .where(
-            ApiToken.token_hash == token_hash,
-            ApiToken.revoked_at.is_(None),
+            PasswordReset.token_hash == token_hash,
+            PasswordReset.used_at.is_(None),
+            PasswordReset.expires_at > now,
             User.is_active.is_(True),
         )
     ).first()
@@ -44,17 +79,20 @@ def user_for_token(session: Session, token_hash: str) -> tuple[User, ApiToken] |
 
 
 def user_for_web_session(
-    session: Session, token_hash: str, now: datetime
+    session: Session, token_hash: str, now: datetime, *, idle_since: datetime | None = None
 ) -> tuple[User, WebSession] | None:
+    """The active user and live session; with `idle_since`, a session unseen since then is out."""
+    conditions = [
+        WebSession.token_hash == token_hash,
+        WebSession.ended_at.is_(None),
+        WebSession.expires_at > now,
+        User.is_active.is_(True),
+    ]
+    if idle_since is not None:
+        seen = func.coalesce(WebSession.last_seen_at, WebSession.created_at)
+        conditions.append(seen > idle_since)
     row = session.execute(
-        select(User, WebSession)
-        .join(WebSession, WebSession.user_id == User.id)
-        .where(
-            WebSession.token_hash == token_hash,
-            WebSession.ended_at.is_(None),
-            WebSession.expires_at > now,
-            User.is_active.is_(True),
-        )
+        select(User, WebSession).join(WebSession, WebSession.user_id == User.id).where(*conditions)
     ).first()
     return (row[0], row[1]) if row else None
 
@@ -417,8 +455,11 @@ def state_item_count(session: Session, state_id: int) -> int:
 def user_names(session: Session, user_ids: set[int]) -> dict[int, str]:
     if not user_ids:
         return {}
-    rows = session.execute(select(User.id, User.name).where(User.id.in_(user_ids)))
-    return {user_id: name for user_id, name in rows}
+    rows = session.execute(select(User.id, User.name, User.is_active).where(User.id.in_(user_ids)))
+    # A deactivated owner keeps their items; people see that they are gone.
+    return {
+        user_id: name if active else f"{name} (deactivated)" for user_id, name, active in rows
+    }
 
 
 def now() -> datetime:

@@ -103,3 +103,11 @@ class TooManyAttempts(FlowError):
     slug = "too-many-attempts"
     status = 429
     title = "Too many failed sign-ins"
+
+
+class InsufficientScope(FlowError):
+    """A read-only API token used for a write."""
+
+    slug = "insufficient-scope"
+    status = 403
+    title = "This token may only read"

@@ -12,10 +12,12 @@ from fastapi import APIRouter, Request
 from sqlalchemy.orm import Session
 from starlette.responses import Response
 
+from app.client import client_ip
 from app.db import queries
 from app.db.models import User
 from app.deps import DbSession, commit
-from app.flow.errors import FlowError, InsufficientRole
+from app.flow.errors import FlowError, InsufficientRole, InvalidInput
+from app.inputs import Id
 from app.services import boards, users
 from app.services.board_templates import TEMPLATES
 from app.web.common import header_summary, parse_int, see_other
@@ -117,6 +119,42 @@ def create_user(request: Request, session: DbSession, user: WebUser, form: FormD
             request, session, user, alert=error.detail, values=form, status_code=error.status
         )
     return see_other("/admin/users")
+
+
+# Account buttons on the Users page: form field `action` -> (is_active, is_admin) to set.
+ACCOUNT_ACTIONS: dict[str, tuple[bool | None, bool | None]] = {
+    "deactivate": (False, None),
+    "reactivate": (True, None),
+    "make-admin": (None, True),
+    "remove-admin": (None, False),
+}
+
+
+@router.post("/users/{user_id}")
+def update_user(
+    request: Request, session: DbSession, user: WebUser, form: FormData, user_id: Id
+) -> Response:
+    """Deactivate (ends their sessions, tokens and live streams at once), reactivate, or change
+    the site-admin role of an account."""
+    require_admin(user)
+    change = ACCOUNT_ACTIONS.get(form.get("action", ""))
+    try:
+        if change is None:
+            raise InvalidInput("Choose deactivate, reactivate, make admin or remove admin.")
+        is_active, is_admin = change
+        users.update_user(
+            session=session,
+            actor=user,
+            user_id=user_id,
+            is_active=is_active,
+            is_admin=is_admin,
+            ip=client_ip(request),
+        )
+        commit(session)
+    except FlowError as error:
+        session.rollback()
+        return users_page(request, session, user, alert=error.detail, status_code=error.status)
+    return see_other(f"/admin/users#user-{user_id}")
 
 
 @router.get("/boards")

@@ -8,13 +8,13 @@ import secrets
 from typing import Annotated
 from urllib.parse import quote, urlsplit
 
-from fastapi import Depends, Request
+from fastapi import BackgroundTasks, Depends, Request
 from sqlalchemy.orm import Session
 
 from app.config import get_settings
 from app.db import queries
 from app.db.models import User, WebSession
-from app.deps import WRITE_METHODS, DbSession
+from app.deps import WRITE_METHODS, DbSession, get_db
 from app.services import users
 
 SESSION_COOKIE = "flowboard_session"
@@ -91,7 +91,20 @@ async def form_data(request: Request) -> dict[str, str]:
 FormData = Annotated[dict[str, str], Depends(form_data)]
 
 
-def web_user(request: Request, session: DbSession, form: FormData) -> User:
+def _note_activity(request: Request, background: BackgroundTasks, web_session: WebSession) -> None:
+    """Keeps the session from idling out: last_seen_at, written at most once a minute."""
+    now = queries.now()
+    if not users.seen_due(web_session, now):
+        return
+    if request.method in WRITE_METHODS:  # saved with the request's own transaction
+        web_session.last_seen_at = now
+    else:  # pages that only read never commit: a short transaction of its own, after the answer
+        background.add_task(users.mark_seen_apart, get_db(request), web_session.id, now)
+
+
+def web_user(
+    request: Request, session: DbSession, form: FormData, background: BackgroundTasks
+) -> User:
     """The signed-in user; pages without one redirect to /login (or /setup on first run).
 
     On state-changing methods the synchronizer token and the origin are checked first
@@ -110,6 +123,7 @@ def web_user(request: Request, session: DbSession, form: FormData) -> User:
             token.encode(), web_session.csrf_token.encode()
         ):
             raise CsrfRefused
+    _note_activity(request, background, web_session)
     request.state.user = user
     request.state.web_session = web_session
     request.state.csrf_token = web_session.csrf_token

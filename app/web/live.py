@@ -2,14 +2,22 @@
 
 The database is used only to authenticate and check membership, then released: the stream
 waits on the in-process hub (fed by NOTIFY on PostgreSQL), never on an open session.
+
+A stream ends within seconds once its credential or access goes (sign-out, token revoked or
+expired, account deactivated, removed from the board): the hub tells it that the user's access
+changed and it re-checks at once, with a short read in a worker thread; it also re-checks every
+RECHECK_SECONDS in case a signal was missed (a lost LISTEN connection, an expiry, an idle
+timeout). It then sends the comment `: access ended` and closes; the browser's reconnect gets
+401 or 404.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 
 from fastapi import APIRouter, Request
 from sqlalchemy.orm import Session
@@ -18,8 +26,9 @@ from starlette.concurrency import run_in_threadpool
 
 from app.db import board_queries as bq
 from app.db.models import User
+from app.db.session import Database
 from app.deps import get_db
-from app.flow.errors import NotAuthenticated
+from app.flow.errors import FlowError, NotAuthenticated
 from app.live.hub import hub
 from app.services import users
 from app.services.access import visible_board
@@ -31,40 +40,87 @@ api_router = APIRouter(tags=["live"])
 PING_SECONDS = 15
 RETRY_MS = 2000
 MAX_STREAM_SECONDS = 30 * 60  # then the browser reconnects (retry), re-checking access
+RECHECK_SECONDS = 10  # besides the hub's signal: at most this long on a missed one
+ACCESS_CHANGED = -1  # in the stream's queue next to event ids (which are positive)
 
 
-def _user(request: Request, session: Session) -> User:
+@dataclass(frozen=True)
+class StreamAccess:
+    """What a stream was allowed with, to check again later without the request's session."""
+
+    user_id: int
+    bearer: str | None  # the bearer token, or None for the session cookie
+    cookie: str | None
+    board_id: int | None  # None: every board I am on (My work)
+    board_ids: tuple[int, ...]
+
+
+def _credentials(request: Request) -> tuple[str | None, str | None]:
     header = request.headers.get("authorization", "")
     if header.lower().startswith("bearer "):
-        found_token = users.user_for_token(session=session, token=header[7:].strip())
+        return header[7:].strip(), None
+    return None, request.cookies.get(SESSION_COOKIE) or None
+
+
+def _user(session: Session, bearer: str | None, cookie: str | None) -> User:
+    if bearer is not None:
+        found_token = users.user_for_token(session=session, token=bearer)
         if found_token is not None:
             return found_token[0]
-        raise NotAuthenticated("This token is unknown or revoked.")
-    secret = request.cookies.get(SESSION_COOKIE)
-    found = users.user_for_web_session(session=session, secret=secret) if secret else None
+        raise NotAuthenticated("This token is unknown, revoked or expired.")
+    found = users.user_for_web_session(session=session, secret=cookie) if cookie else None
     if found is None:
         raise NotAuthenticated("Sign in first: a bearer token or a browser session is needed.")
     return found[0]
 
 
-def _authorise(request: Request, board_id: int | None) -> list[int]:
-    """The boards to stream (checked membership: NotFound for others), with a short session."""
+def _boards(session: Session, user: User, board_id: int | None) -> tuple[int, ...]:
+    """The boards to stream (checked membership: NotFound for others)."""
+    if board_id is not None:
+        visible_board(session, board_id=board_id, actor=user)
+        return (board_id,)
+    return tuple(board.id for board, _ in bq.my_boards(session, user))
+
+
+def _authorise(request: Request, board_id: int | None) -> StreamAccess:
+    """Who streams which boards, checked with a short session."""
+    bearer, cookie = _credentials(request)
     with get_db(request).session(write=False) as session:
-        user = _user(request, session)
-        if board_id is not None:
-            visible_board(session, board_id=board_id, actor=user)
-            return [board_id]
-        return [board.id for board, _ in bq.my_boards(session, user)]
+        user = _user(session, bearer, cookie)
+        board_ids = _boards(session, user, board_id)
+        return StreamAccess(user.id, bearer, cookie, board_id, board_ids)
+
+
+def still_allowed(database: Database, access: StreamAccess) -> bool:
+    """The same credential still works and sees the same boards (My work: a board added or
+    taken away also ends the stream, so the browser reconnects with the new set)."""
+    with database.session(write=False) as session:
+        try:
+            user = _user(session, access.bearer, access.cookie)
+            return user.id == access.user_id and (
+                set(_boards(session, user, None)) == set(access.board_ids)
+                if access.board_id is None
+                else bool(_boards(session, user, access.board_id))
+            )
+        except FlowError:
+            return False
 
 
 async def event_stream(
-    request: Request, board_ids: Sequence[int], *, max_seconds: float
+    request: Request,
+    access: StreamAccess,
+    *,
+    max_seconds: float,
+    recheck_seconds: float = RECHECK_SECONDS,
 ) -> AsyncIterator[ServerSentEvent]:
-    """Subscribes to every board, then yields one message per new event until time is up."""
+    """Subscribes to every board, then yields one message per new event until time is up or
+    the access is gone (re-checked when the hub says so and every `recheck_seconds`)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + max_seconds
+    database = get_db(request)
     async with AsyncExitStack() as stack:
-        subs = [await stack.enter_async_context(hub.subscribe(b)) for b in board_ids]
+        subs = [await stack.enter_async_context(hub.subscribe(b)) for b in access.board_ids]
+        watch = await stack.enter_async_context(hub.watch_access(access.user_id))
         yield ServerSentEvent(comment="connected", retry=RETRY_MS)
         queue: asyncio.Queue[int] = asyncio.Queue()
 
@@ -72,15 +128,36 @@ async def event_stream(
             while True:
                 await queue.put(await sub_queue.get())
 
+        async def watch_pump() -> None:
+            while True:
+                await watch.changed.wait()
+                watch.changed.clear()
+                await queue.put(ACCESS_CHANGED)
+
         tasks = [asyncio.create_task(pump(s.queue)) for s in subs]
+        tasks.append(asyncio.create_task(watch_pump()))
+        next_check = loop.time() + recheck_seconds
         try:
+            # Access may have gone between the check above and the subscription.
+            if not await run_in_threadpool(still_allowed, database, access):
+                yield ServerSentEvent(comment="access ended")
+                return
             while True:
                 remaining = deadline - loop.time()
                 if remaining <= 0 or await request.is_disconnected():
                     return
+                if loop.time() >= next_check:
+                    if not await run_in_threadpool(still_allowed, database, access):
+                        yield ServerSentEvent(comment="access ended")
+                        return
+                    next_check = loop.time() + recheck_seconds
+                timeout = max(0.0, min(remaining, next_check - loop.time(), 5))
                 try:
-                    event_id = await asyncio.wait_for(queue.get(), timeout=min(remaining, 5))
+                    event_id = await asyncio.wait_for(queue.get(), timeout=timeout)
                 except TimeoutError:
+                    continue
+                if event_id == ACCESS_CHANGED:
+                    next_check = loop.time()  # re-check now, at the top of the loop
                     continue
                 yield ServerSentEvent(data=json.dumps({"event_id": event_id}))
         finally:
@@ -88,10 +165,11 @@ async def event_stream(
                 task.cancel()
 
 
-def _response(request: Request, board_ids: list[int]) -> EventSourceResponse:
+def _response(request: Request, access: StreamAccess) -> EventSourceResponse:
     max_seconds = getattr(request.app.state, "live_max_seconds", MAX_STREAM_SECONDS)
+    recheck = getattr(request.app.state, "live_recheck_seconds", RECHECK_SECONDS)
     return EventSourceResponse(
-        event_stream(request, board_ids, max_seconds=max_seconds),
+        event_stream(request, access, max_seconds=max_seconds, recheck_seconds=recheck),
         ping=PING_SECONDS,
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
@@ -100,8 +178,8 @@ def _response(request: Request, board_ids: list[int]) -> EventSourceResponse:
 @api_router.get("/boards/{board_id}/stream")
 async def board_stream(request: Request, board_id: int) -> EventSourceResponse:
     """SSE of a board's new events: `data: {"event_id": N}`; bearer token or session cookie."""
-    board_ids = await run_in_threadpool(_authorise, request, board_id)
-    return _response(request, board_ids)
+    access = await run_in_threadpool(_authorise, request, board_id)
+    return _response(request, access)
 
 
 @router.get("/boards/{board_id}/live")
@@ -112,5 +190,5 @@ async def board_live(request: Request, board_id: int) -> EventSourceResponse:
 @router.get("/me/live")
 async def my_live(request: Request) -> EventSourceResponse:
     """One stream for every board I am on (for My work)."""
-    board_ids = await run_in_threadpool(_authorise, request, None)
-    return _response(request, board_ids)
+    access = await run_in_threadpool(_authorise, request, None)
+    return _response(request, access)

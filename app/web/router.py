@@ -4,7 +4,19 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, FastAPI
 
-from app.web import admin, analytics, audit, auth, boards, errors, items, live, me, settings
+from app.web import (
+    account,
+    admin,
+    analytics,
+    audit,
+    auth,
+    boards,
+    errors,
+    items,
+    live,
+    me,
+    settings,
+)
 from app.web.common import known_path_ids
 
 
@@ -12,7 +24,7 @@ class WebRouter:
     def __init__(self) -> None:
         # Ids in the address are checked before any page runs a query with them.
         self.router = APIRouter(include_in_schema=False, dependencies=[Depends(known_path_ids)])
-        for module in (auth, boards, items, me, settings, admin, audit, analytics):
+        for module in (auth, boards, items, me, settings, admin, audit, analytics, account):
             self.router.include_router(module.router)
         self.router.include_router(live.router)
 

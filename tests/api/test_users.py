@@ -11,7 +11,14 @@ NEW_USER = {"email": "Nia@Example.org", "name": "Nia", "password": PASSWORD}
 def test_me_is_the_signed_in_user(api: Api) -> None:
     me = api.ok(api.get("member", "/me"))
     user = api.seed.user("member")
-    assert me == {"id": user.id, "email": user.email, "name": "Sam", "is_admin": False}
+    assert me == {
+        "id": user.id,
+        "email": user.email,
+        "name": "Sam",
+        "is_admin": False,
+        "is_active": True,
+        "deactivated_at": None,
+    }
     assert api.ok(api.get("admin", "/me"))["is_admin"] is True
 
 
@@ -23,6 +30,8 @@ def test_admin_creates_a_user_who_can_sign_in(api: Api) -> None:
         "email": "nia@example.org",
         "name": "Nia",
         "is_admin": False,
+        "is_active": True,
+        "deactivated_at": None,
     }
     assert response.headers["location"] == f"/api/v1/users/{created['id']}"
     assert api.ok(api.get("admin", f"/users/{created['id']}")) == created
@@ -50,7 +59,7 @@ def test_only_admins_create_and_list_users(api: Api) -> None:
     problem(api.get("member", f"/users/{api.seed.user('admin').id}"), 403, "insufficient-role")
     listed = api.ok(api.get("admin", "/users"))
     assert [u["id"] for u in listed] == sorted(u.id for u in api.seed.users.values())
-    assert set(listed[0]) == {"id", "email", "name", "is_admin"}
+    assert set(listed[0]) == {"id", "email", "name", "is_admin", "is_active", "deactivated_at"}
     assert len(api.ok(api.get("admin", "/users", limit=2, offset=1))) == 2
 
 
