@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from app.db.models import AuditEvent
 from app.db.session import Database
-from app.services import audit, users
+from app.services import audit, items, users
 from tests.factories import PASSWORD, Seed
 from tests.web.helpers import sign_in
 
@@ -225,3 +225,23 @@ def test_event_details_are_escaped_on_the_page(client: TestClient, seed: Seed) -
     assert "<script>alert(1)</script>" not in page.text
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page.text
     assert f'href="/boards/{seed.board_id}"' in page.text
+
+
+def test_a_refused_item_action_on_a_page_names_the_item_board(
+    client: TestClient, seed: Seed
+) -> None:
+    with seed.database.unit_of_work() as session:
+        item_id = items.create_item(
+            session=session, board_id=seed.board_id, actor=seed.user("member"), title="Policy"
+        ).item.id
+    viewer = sign_in(client, seed.user("viewer"))
+    refused = viewer.post(
+        f"/items/{item_id}/pull", data={"csrf_token": viewer.csrf_token}, follow_redirects=False
+    )
+    assert refused.status_code == 403
+    (refusal,) = refusals(seed.database)
+    assert (refusal.actor_id, refusal.board_id, refusal.data["path"]) == (
+        seed.user("viewer").id,
+        seed.board_id,
+        f"/items/{item_id}/pull",
+    )
