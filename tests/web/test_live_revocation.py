@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+import httpx
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import update
@@ -21,7 +22,8 @@ from app.db.models import WebSession
 from app.db.session import Database
 from app.live.hub import hub
 from app.main import create_app
-from tests.factories import Seed, token_headers
+from tests.factories import PASSWORD, Seed, token_headers
+from tests.integration.live_server import live_server
 from tests.web.helpers import SESSION_COOKIE, sign_in
 
 ENDED = ": access ended"
@@ -235,3 +237,36 @@ def test_others_losing_access_leave_my_stream_alone(database: Database, seed: Se
         other.close()
         assert ENDED not in body
         assert ": connected" in body
+
+
+def test_stream_over_a_real_socket_ends_when_its_token_is_revoked(
+    database: Database, seed: Seed
+) -> None:
+    """Served by uvicorn: the client reads `connected`, the token is revoked from another
+    connection, and the open stream then closes by itself."""
+    app = _app(database)
+    with live_server(app) as (host, port):
+        base = f"http://{host}:{port}"
+        with httpx.Client(base_url=base, timeout=httpx.Timeout(30.0)) as http:
+            signed_in = http.post(
+                "/api/v1/auth/token",
+                data={"username": seed.user("viewer").email, "password": PASSWORD},
+            )
+            headers = {"Authorization": f"Bearer {signed_in.json()['access_token']}"}
+            if not database.is_sqlite:
+                assert app.state.listener.connected.wait(5)
+            url = f"/api/v1/boards/{seed.board_id}/stream"
+            seen: list[str] = []
+            streamer = httpx.Client(base_url=base, timeout=httpx.Timeout(30.0))
+            with streamer, streamer.stream("GET", url, headers=headers) as response:
+                assert response.status_code == 200
+                lines = response.iter_lines()
+                for line in lines:
+                    seen.append(line)
+                    if line.startswith(": connected"):
+                        break
+                time.sleep(0.5)  # past the stream's first check
+                assert http.delete("/api/v1/auth/token", headers=headers).status_code == 204
+                seen.extend(lines)  # returns only when the server closes the stream
+            assert ENDED in seen
+            assert http.get(url, headers=headers).status_code == 401
