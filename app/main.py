@@ -11,12 +11,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.api import health
+from app.api import health, importing, openapi
 from app.api.router import api_router
 from app.config import get_settings
 from app.db.session import Database, get_database
 from app.flow.errors import FlowError
 from app.live.notify import PostgresListener  # importing it also registers the event hooks
+from app.methods import AllowedMethods
 from app.middleware import BodySizeLimit, SecurityHeaders
 from app.problems import (
     handle_flow_error,
@@ -66,10 +67,12 @@ def create_app(database: Database | None = None, *, listen: bool = True) -> Fast
     # (503 while the database is away, else 500) without dropping the connection, and the
     # middleware added after it still sets their headers on that answer.
     app.add_middleware(ErrorResponses, render=on_unexpected_error)
+    app.add_middleware(AllowedMethods)  # OPTIONS answers, and every 405 lists all methods
     app.add_middleware(SecurityHeaders)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.include_router(health.router)
     app.include_router(api_router)
     web_router.setup(app)
     app.mount("/static", StaticFiles(directory=ROOT / "static"), name="static")
+    openapi.install(app, extra_schemas=importing.SCHEMAS)  # problem+json errors, typed import
     return app

@@ -1,0 +1,148 @@
+"""The OpenAPI document tells the truth, and schemathesis finds nothing wrong against it.
+
+Schemathesis runs in-process against the ASGI app on each database, signed in as a site admin
+with a seeded board, with a fixed budget (MAX_EXAMPLES per operation, derandomised) and these
+checks: no 5xx, every status code documented, every answer conforming to its documented schema
+and content type. Select alone with `-m schemathesis`; it is part of the normal suite.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import schemathesis
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, Phase, given, settings
+from schemathesis.checks import (
+    content_type_conformance,
+    not_a_server_error,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from app.api.schemas import ImportIn
+from app.problems import MEDIA_TYPE
+from tests.factories import Seed, token_headers
+
+MAX_EXAMPLES = 12
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    response_schema_conformance,
+    content_type_conformance,
+]
+# Operations that end the admin's own access run last, so the others keep a working token.
+LAST = ("/auth/token", "/users/{user_id}", "/users/me/password", "/tokens/{token_id}")
+
+
+def _order(operation: Any) -> tuple[bool, str]:
+    ends_access = operation.method.upper() in ("DELETE", "PATCH", "POST") and any(
+        operation.path.endswith(tail) for tail in LAST
+    )
+    return ends_access, f"{operation.path} {operation.method}"
+
+
+@pytest.mark.schemathesis
+def test_schemathesis_finds_no_server_error_and_no_lie(app: FastAPI, seed: Seed) -> None:
+    with TestClient(app) as client:
+        headers = token_headers(client, seed.user("admin"))
+    schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+    operations = [result.ok() for result in schema.get_all_operations()]
+    # An endless Server-Sent Events answer cannot be fuzzed request by request.
+    operations = sorted((op for op in operations if not op.path.endswith("/stream")), key=_order)
+    assert len(operations) >= 40
+    failures: list[str] = []
+    for operation in operations:
+
+        @settings(
+            max_examples=MAX_EXAMPLES,
+            derandomize=True,
+            database=None,
+            deadline=None,
+            phases=[Phase.explicit, Phase.generate],
+            suppress_health_check=list(HealthCheck),
+        )
+        @given(case=operation.as_strategy())
+        def check(case: Any) -> None:
+            case.call_and_validate(headers=headers, checks=CHECKS)
+
+        try:
+            check()
+        except Exception as error:  # collect every operation's finding, then fail once
+            failures.append(f"{operation.method.upper()} {operation.path}: {error}"[:3000])
+    assert not failures, "\n\n".join(failures)
+
+
+# --- the document itself -------------------------------------------------------------------
+
+
+def test_every_api_error_is_a_documented_problem(client: TestClient) -> None:
+    document = client.get("/openapi.json").json()
+    assert "Problem" in document["components"]["schemas"]
+    assert "HTTPValidationError" not in document["components"]["schemas"]
+    for path, operations in document["paths"].items():
+        if not path.startswith("/api/v1/"):
+            continue
+        for method, operation in operations.items():
+            responses = operation["responses"]
+            errors = {int(code) for code in responses if int(code) >= 400}
+            assert {422, 503} <= errors or not (
+                operation.get("parameters") or operation.get("requestBody")
+            ), (method, path)
+            for code in errors:
+                content = responses[str(code)]["content"]
+                assert list(content) == [MEDIA_TYPE], (method, path, code)
+                assert content[MEDIA_TYPE]["schema"] == {"$ref": "#/components/schemas/Problem"}
+            if operation.get("security"):
+                assert 401 in errors, (method, path)
+            if "{" in path:
+                assert 404 in errors, (method, path)
+            if "requestBody" in operation:
+                assert 413 in errors, (method, path)
+            if method in ("post", "put", "patch", "delete") and operation.get("security"):
+                assert {403, 409} <= errors, (method, path)
+
+
+def test_the_import_body_is_typed(client: TestClient) -> None:
+    document = client.get("/openapi.json").json()
+    operation = document["paths"]["/api/v1/boards/{board_id}/import"]["post"]
+    body = operation["requestBody"]["content"]["application/json"]
+    assert body["schema"]["$ref"] == "#/components/schemas/ImportIn"
+    schemas = document["components"]["schemas"]
+    item = schemas["ImportItemIn"]
+    assert set(item["required"]) == {"title", "created_at"}
+    assert item["properties"]["created_at"]["format"] == "date-time"
+    assert "from" in schemas["ImportBlockIn"]["properties"]
+    # The documented example is a body the schema accepts.
+    ImportIn.model_validate(body["example"])
+
+
+def test_the_password_minimum_is_in_the_schema(client: TestClient) -> None:
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    assert schemas["UserIn"]["properties"]["password"]["minLength"] == 8
+
+
+@pytest.mark.parametrize(
+    ("path", "allowed"),
+    [
+        ("/api/v1/boards", "GET, HEAD, OPTIONS, POST"),
+        ("/api/v1/boards/1", "GET, HEAD, OPTIONS, PATCH"),
+        ("/api/v1/items/1", "GET, HEAD, OPTIONS, PATCH"),
+        ("/boards/1", "GET, HEAD, OPTIONS"),
+    ],
+)
+def test_options_and_405_list_every_method_of_the_address(
+    client: TestClient, path: str, allowed: str
+) -> None:
+    options = client.options(path)
+    assert options.status_code == 204
+    assert options.headers["allow"] == allowed
+    refused = client.put(path) if "PUT" not in allowed else client.delete(path)
+    assert refused.status_code == 405
+    assert refused.headers["allow"] == allowed
+
+
+def test_options_on_an_unknown_address_is_404(client: TestClient) -> None:
+    assert client.options("/api/v1/nothing-here").status_code == 404
