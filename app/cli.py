@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -136,45 +135,18 @@ def _progress(done: int, total: int) -> None:
 
 
 def cmd_import_history(args: argparse.Namespace) -> int:
-    from sqlalchemy import select
-
-    from app.db.models import Board, User
     from app.db.session import get_database
-    from app.flow.errors import FlowError
-    from app.services.importing import import_history
+    from app.services.importing import ImportFileError, import_file
 
     try:
-        payload = json.loads(Path(args.file).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        print(f"Cannot read {args.file}: {error}", file=sys.stderr)
+        count, board_name = import_file(
+            database=get_database(), path=Path(args.file), board=args.board, progress=_progress
+        )
+    except ImportFileError as error:
+        # One line, never a traceback: the file, its content, the board or the database.
+        print(f"Nothing was imported: {error}", file=sys.stderr)
         return 1
-    database = get_database()
-    try:
-        with database.unit_of_work() as session:
-            board_filter = (
-                Board.id == int(args.board) if args.board.isdigit() else Board.key == args.board
-            )
-            board = session.scalar(select(Board).where(board_filter))
-            if board is None:
-                print(f"No board {args.board!r} (give its id or key).", file=sys.stderr)
-                return 1
-            actor = session.scalar(select(User).where(User.is_admin.is_(True)).order_by(User.id))
-            if actor is None:
-                print("Create an admin first (flowboard create-user --admin).", file=sys.stderr)
-                return 1
-            count = import_history(
-                session=session,
-                board_id=board.id,
-                actor=actor,
-                payload=payload,
-                progress=_progress,
-            )
-    except FlowError as error:
-        print(f"Nothing was imported: {error.detail}", file=sys.stderr)
-        for problem in error.fields.get("errors", [])[:20]:
-            print(f"  {problem}", file=sys.stderr)
-        return 1
-    print(f"Imported {count} items into {board.name}.")
+    print(f"Imported {count} items into {board_name}.")
     return 0
 
 

@@ -54,3 +54,15 @@ def checked_text(value: str, what: str, *, multiline: bool = False, visible: boo
     if visible and value.strip() and is_visibly_empty(value):
         raise InvalidInput(f"The {what} needs visible characters, not only blanks.")
     return value
+
+
+# Cells a spreadsheet would run as a formula (OWASP "CSV injection"): the usual starts, their
+# full-width forms (some spreadsheets fold them), and any cell led by a byte-order mark or a
+# zero-width character, which hide such a start from the reader but not from every program.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "＝", "＋", "－", "＠")
+HIDDEN_STARTS = ("\ufeff", "\u200b", "\u200c", "\u200d", "\u2060")
+
+
+def neutralise_cell(cell: str) -> str:
+    """`cell` with a leading apostrophe when a spreadsheet could read it as a formula."""
+    return "'" + cell if cell.startswith(FORMULA_STARTS + HIDDEN_STARTS) else cell

@@ -39,6 +39,7 @@ from app.db.metric_queries import StateRow
 from app.db.models import CLASSES_OF_SERVICE, User
 from app.flow import metrics as m
 from app.flow.errors import InvalidInput
+from app.flow.text import neutralise_cell
 from app.services.access import visible_board
 
 DEFAULT_WINDOW = timedelta(days=90)
@@ -876,12 +877,8 @@ DELAY_COLUMNS = (
     "resolution",
     "duration hours",
 )
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def neutralise(cell: str) -> str:
-    """A cell a spreadsheet would run as a formula gets a leading quote (CSV injection)."""
-    return "'" + cell if cell.startswith(_FORMULA_STARTS) else cell
+# One rule for every CSV the app writes (delays here, the audit trail in services.audit).
+neutralise = neutralise_cell
 
 
 @dataclass(slots=True)

@@ -12,19 +12,25 @@ already happened. History may therefore skip states and move while blocked.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import pairwise
+from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import Table, update
+from sqlalchemy import Table, select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from app.db import metric_queries as mq
 from app.db import queries
 from app.db.models import CLASSES_OF_SERVICE, Block, Board, Event, Item, User
-from app.flow.errors import InvalidInput
+from app.db.session import Database
+from app.flow.errors import FlowError, InvalidInput
+from app.flow.text import is_visibly_empty, text_problem
+from app.inputs import parse_id
 from app.services.access import visible_board
 
 TITLE_MAX = 200
@@ -96,7 +102,10 @@ def _parse_time(value: object) -> datetime | None:
             return None
     else:
         return None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    try:
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 is before the first UTC moment Python has
+        return None
 
 
 class _Validator:
@@ -133,9 +142,14 @@ class _Validator:
             self.error(index, "", "each item must be an object")
             return None
         before = len(self.errors)
-        title = " ".join(str(raw.get("title") or "").split())
-        if not isinstance(raw.get("title"), str) or not 1 <= len(title) <= TITLE_MAX:
+        raw_title = raw.get("title")
+        title = " ".join(str(raw_title or "").split())
+        if not isinstance(raw_title, str) or not 1 <= len(title) <= TITLE_MAX:
             self.error(index, "title", f"needs 1 to {TITLE_MAX} characters")
+        elif (problem := text_problem(raw_title)) is not None:
+            self.error(index, "title", problem)
+        elif is_visibly_empty(title):
+            self.error(index, "title", "needs visible characters, not only blanks")
         cos = raw.get("class_of_service") or "standard"
         if cos not in CLASSES_OF_SERVICE:
             self.error(index, "class_of_service", f"must be one of {', '.join(CLASSES_OF_SERVICE)}")
@@ -221,12 +235,16 @@ class _Validator:
             note, waiting_on = entry.get("note") or "", entry.get("waiting_on") or ""
             if not isinstance(note, str) or len(note) > NOTE_MAX:
                 self.error(index, f"{where}.note", f"is text of at most {NOTE_MAX} characters")
+            elif (problem := text_problem(note, multiline=True)) is not None:
+                self.error(index, f"{where}.note", problem)
             if not isinstance(waiting_on, str) or len(waiting_on) > WAITING_ON_MAX:
                 self.error(
                     index,
                     f"{where}.waiting_on",
                     f"is text of at most {WAITING_ON_MAX} characters",
                 )
+            elif (problem := text_problem(waiting_on)) is not None:
+                self.error(index, f"{where}.waiting_on", problem)
             if opened is None or reason_id is None:
                 continue
             if created_at is not None and opened < created_at:
@@ -565,3 +583,80 @@ def import_history(
             progress(start + len(chunk), total)
     session.flush()
     return total
+
+
+# --- from a file (the `flowboard import-history FILE BOARD` command) -------------------------
+
+
+class ImportFileError(Exception):
+    """Why nothing was imported from a file, in one line a person can act on."""
+
+
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())
+
+
+def read_payload(path: Path) -> object:
+    """The JSON in `path`. Raises ImportFileError for a missing, unreadable or invalid file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ImportFileError(f"there is no file {path}.") from None
+    except IsADirectoryError:
+        raise ImportFileError(f"{path} is a folder, not a JSON file.") from None
+    except UnicodeDecodeError:
+        raise ImportFileError(f"{path} is not UTF-8 text.") from None
+    except OSError as error:
+        reason = _one_line(error.strerror or error)
+        raise ImportFileError(f"cannot read {path}: {reason}.") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ImportFileError(
+            f"{path} is not valid JSON: {error.msg} at line {error.lineno}, column {error.colno}."
+        ) from None
+    except RecursionError:
+        raise ImportFileError(f"{path} nests too deeply to be an import.") from None
+
+
+def _board(session: Session, ref: str) -> Board:
+    board_id = parse_id(ref)
+    found = session.scalar(
+        select(Board).where(Board.id == board_id if board_id is not None else Board.key == ref)
+    )
+    if found is None:
+        raise ImportFileError(f"there is no board {ref!r}; give its id or key (like DOC).")
+    return found
+
+
+def import_file(
+    *, database: Database, path: Path, board: str, progress: Progress | None = None
+) -> tuple[int, str]:
+    """Imports the JSON file `path` into the board with id or key `board`, as the first site
+    admin, all or nothing; returns (items imported, board name).
+
+    Raises ImportFileError (one line) for every problem: the file, its shape or content, the
+    board, a missing admin, or a database that cannot be used.
+    """
+    payload = read_payload(path)
+    if not isinstance(payload, dict) or not isinstance(payload.get("items"), list):
+        raise ImportFileError(f'{path} must hold one object like {{"items": [...]}}.')
+    try:
+        with database.unit_of_work() as session:
+            target = _board(session, board)
+            actor = session.scalar(select(User).where(User.is_admin.is_(True)).order_by(User.id))
+            if actor is None:
+                raise ImportFileError("create an admin first (flowboard create-user --admin).")
+            count = import_history(
+                session=session,
+                board_id=target.id,
+                actor=actor,
+                payload=payload,
+                progress=progress,
+            )
+            return count, target.name
+    except FlowError as error:
+        raise ImportFileError(_one_line(error.detail)) from None
+    except SQLAlchemyError as error:
+        reason = _one_line(str(getattr(error, "orig", None) or error).splitlines()[0])
+        raise ImportFileError(f"the database could not be used: {reason}") from None

@@ -274,3 +274,15 @@ def test_openapi_states_the_text_rule(client: TestClient) -> None:
     assert "\\x00" in title["pattern"]
     password = schemas["UserIn"]["properties"]["password"]
     assert password["minLength"] == 8
+
+
+def test_delays_csv_neutralises_hidden_and_full_width_formula_starts(api: Api) -> None:
+    item = api.new_item(title="\ufeff=HYPERLINK(1)")
+    body = {"reason_id": api.reason_id(), "waiting_on": "＝cmd", "note": "\u200b+1"}
+    api.ok(api.post("member", f"/items/{item['id']}/blocks", body), 201)
+    response = api.get("member", f"/boards/{api.board_id}/delays.csv")
+    assert response.status_code == 200
+    text = response.text
+    assert "'\ufeff=HYPERLINK(1)" in text
+    assert "'＝cmd" in text
+    assert "'\u200b+1" in text
