@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
 from app.api.deps import CurrentUser, DbSession
+from app.api.openapi import problems
 from app.db.models import AuditEvent
 from app.inputs import NonNegativeInt
 from app.services import audit
@@ -38,7 +39,7 @@ class AuditEventOut(BaseModel):
         )
 
 
-@router.get("/audit", response_model=list[AuditEventOut])
+@router.get("/audit", response_model=list[AuditEventOut], responses=problems(403))
 def list_audit(
     session: DbSession,
     actor: CurrentUser,

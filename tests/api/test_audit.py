@@ -190,3 +190,10 @@ def test_sign_ins_appear_in_the_trail(api: Api) -> None:
         {"email": member.email},
     )
     assert member.id in {e["actor_id"] for e in of_type(api, "signed_in")}
+
+
+def test_the_openapi_document_declares_the_refusals(api: Api) -> None:
+    operation = api.client.get("/openapi.json").json()["paths"]["/api/v1/audit"]["get"]
+    assert {"200", "401", "403", "422"} <= set(operation["responses"])
+    names = {parameter["name"] for parameter in operation["parameters"]}
+    assert names == {"after_id", "limit", "type"}
