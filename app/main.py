@@ -10,15 +10,18 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
+from app import docs
 from app.api import health, importing, openapi
 from app.api.router import api_router
+from app.client import trusted_proxy_list
 from app.config import get_settings
 from app.db.session import Database, get_database
 from app.flow.errors import FlowError
 from app.live.notify import PostgresListener  # importing it also registers the event hooks
 from app.methods import AllowedMethods
-from app.middleware import BodySizeLimit, SecurityHeaders
+from app.middleware import BodySizeLimit, ForwardedHost, HeaderSizeLimit, SecurityHeaders
 from app.problems import (
     handle_flow_error,
     handle_http_error,
@@ -56,6 +59,9 @@ def create_app(database: Database | None = None, *, listen: bool = True) -> Fast
         description="A Lean Just-in-Time flow board: pull, enforced WIP limits, readiness "
         "criteria, recorded blocks and flow analytics.",
         lifespan=lifespan,
+        # /docs is served by app.docs from our own files under our CSP; no /redoc.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.database = db
     app.state.settings = settings
@@ -68,9 +74,16 @@ def create_app(database: Database | None = None, *, listen: bool = True) -> Fast
     # middleware added after it still sets their headers on that answer.
     app.add_middleware(ErrorResponses, render=on_unexpected_error)
     app.add_middleware(AllowedMethods)  # OPTIONS answers, and every 405 lists all methods
-    app.add_middleware(SecurityHeaders)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(HeaderSizeLimit, max_bytes=settings.max_header_bytes)
+    app.add_middleware(SecurityHeaders)  # outside the limits: their 413 / 431 get headers too
+    # Outermost: the client address, scheme and host forwarded by a trusted reverse proxy
+    # (empty setting: nobody's) are in the scope before anything reads them.
+    proxies = trusted_proxy_list(settings.trusted_proxies)
+    app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=proxies)
+    app.add_middleware(ForwardedHost, trusted_hosts=proxies)  # sees the peer before the above
     app.include_router(health.router)
+    app.include_router(docs.router)
     app.include_router(api_router)
     web_router.setup(app)
     app.mount("/static", StaticFiles(directory=ROOT / "static"), name="static")
