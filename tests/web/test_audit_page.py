@@ -245,3 +245,20 @@ def test_a_refused_item_action_on_a_page_names_the_item_board(
         seed.board_id,
         f"/items/{item_id}/pull",
     )
+
+
+def test_a_refused_settings_change_is_recorded(client: TestClient, seed: Seed) -> None:
+    """The settings pages re-raise the refusal to the central error page (a write request)."""
+    member = sign_in(client, seed.user("member"))
+    refused = member.post(
+        f"/boards/{seed.board_id}/settings/board",
+        data={"csrf_token": member.csrf_token, "name": "Mine now"},
+        follow_redirects=False,
+    )
+    assert refused.status_code == 403
+    (refusal,) = refusals(seed.database)
+    assert (refusal.actor_id, refusal.board_id, refusal.data["method"]) == (
+        seed.user("member").id,
+        seed.board_id,
+        "POST",
+    )
