@@ -72,8 +72,10 @@ class BoundedConnection(psycopg.Connection[Any]):
 
     def wait(self, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:
         bounded = timeout is None and self.answer_deadline is not None
+        if bounded:
+            timeout = self.answer_deadline
         try:
-            return super().wait(gen, interval=interval, timeout=timeout or self.answer_deadline)
+            return super().wait(gen, interval=interval, timeout=timeout)
         except pg_errors._WaitTimeout as error:
             if not bounded:
                 raise
