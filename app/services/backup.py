@@ -27,6 +27,7 @@ import gzip
 import io
 import json
 import os
+import re
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -91,6 +92,10 @@ ENUMS: dict[tuple[str, str], tuple[str, ...]] = {
     ("item", "class_of_service"): models.CLASSES_OF_SERVICE,
     ("event", "stage"): models.STAGES,
 }
+# Tables whose rows _Checker._remember checks or remembers beyond keys and references.
+CONSISTENCY_CHECKED = frozenset(
+    {"state", "item", "block_reason", "criterion", "block", "event", "criterion_check"}
+)
 INT_MIN, INT_MAX = -(2**31), 2**31 - 1  # PostgreSQL's integer columns
 INSERT_BATCH_ROWS = 1_000
 
@@ -255,34 +260,20 @@ class RestoreSummary:
         return lines
 
 
-@dataclass(slots=True)
-class _Section:
-    table: Table
-    columns: list[Column[Any]]
-    rows: list[list[Any]]
-
-
-@dataclass(slots=True)
-class _Plan:
-    """A checked file: rows converted to Python values, ready to insert in this order."""
-
-    revision: str
-    sections: list[_Section] = field(default_factory=list)
-    users_without_password: list[str] = field(default_factory=list)
-
-
 def restore_database(*, database: Database, path: Path, force: bool = False) -> RestoreSummary:
     """Loads an export into the database in one transaction, keeping its ids.
 
-    Raises BackupError, having written nothing, when the file is unreadable or inconsistent
-    in any way, when the database's schema is not the file's, or when the database holds
-    data and `force` is not given (with `force` its tables are emptied in the same transaction).
+    The file is read twice, streaming: once to check all of it, then inside the transaction
+    to insert it, so neither pass holds more than a batch of rows. Raises BackupError, having
+    written nothing, when the file is unreadable or inconsistent in any way, when the
+    database's schema is not the file's, or when the database holds data and `force` is not
+    given (with `force` its tables are emptied in the same transaction).
     """
-    plan = check_export(read_export(path), path=path)
+    checked = _read_export(path, insert=None)
     head = ScriptDirectory.from_config(alembic_config(database.url)).get_current_head()
-    if plan.revision != head:
+    if checked.revision != head:
         raise BackupError(
-            f"{path} was exported at schema revision {plan.revision}, but this Flowboard "
+            f"{path} was exported at schema revision {checked.revision}, but this Flowboard "
             f"restores revision {head} only: restore it with the Flowboard version that wrote "
             "it, run `flowboard migrate`, and export again."
         )
@@ -306,101 +297,321 @@ def restore_database(*, database: Database, path: Path, force: bool = False) -> 
                 )
             if occupied:
                 _empty(conn, all_tables, sqlite=database.is_sqlite)
-            for section in plan.sections:
-                _insert(conn, section)
+            loaded = _read_export(
+                path, insert=lambda table, rows: conn.execute(table.insert(), rows)
+            )
+            if loaded.counts != checked.counts:
+                raise BackupError(f"{path} changed while it was being restored.")
             if not database.is_sqlite:
-                _move_sequences(conn, [s.table for s in plan.sections])
+                _move_sequences(conn, exported_tables())
     except SQLAlchemyError as error:
         reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
         raise BackupError(f"The database refused the restore ({reason}).") from None
     return RestoreSummary(
         path=path,
-        counts={s.table.name: len(s.rows) for s in plan.sections},
+        counts=checked.counts,
         replaced=bool(occupied),
-        users_without_password=plan.users_without_password,
+        users_without_password=checked.users_without_password,
     )
 
 
-def read_export(path: Path) -> Any:
-    """The file's JSON (gzip recognised by its magic bytes, whatever the name)."""
+Insert = Callable[[Table, list[dict[str, Any]]], object]
+
+
+@dataclass(slots=True)
+class _Checked:
+    """What a full read of an export found."""
+
+    revision: str = ""
+    counts: dict[str, int] = field(default_factory=dict)
+    users_without_password: list[str] = field(default_factory=list)
+
+
+def _read_export(path: Path, *, insert: Insert | None) -> _Checked:
+    """Reads and checks the whole export; with `insert`, hands it each batch of checked rows.
+
+    Raises BackupError naming the first problem.
+    """
     try:
         with path.open("rb") as raw:
-            compressed = raw.read(2) == b"\x1f\x8b"
+            compressed = raw.read(2) == b"\x1f\x8b"  # gzip, whatever the file's name
             raw.seek(0)
-            stream: io.BufferedIOBase = gzip.GzipFile(fileobj=raw, mode="rb") if compressed else raw
-            return json.load(stream)
+            binary = gzip.GzipFile(fileobj=raw, mode="rb") if compressed else raw
+            text = io.TextIOWrapper(cast(BinaryIO, binary), encoding="utf-8")
+            return _Reader(path, insert).read(_JsonStream(text))
     except FileNotFoundError:
         raise BackupError(f"There is no file {path}.") from None
     except EOFError:
         raise BackupError(f"{path} is cut short (its gzip stream ends early).") from None
     except UnicodeDecodeError:
         raise BackupError(f"{path} is not UTF-8 text, so it is not a Flowboard export.") from None
-    except json.JSONDecodeError as error:
-        raise BackupError(
-            f"{path} is not a complete JSON document ({error.msg} at line {error.lineno}, "
-            f"column {error.colno})."
-        ) from None
+    except _Malformed as error:
+        raise BackupError(f"{path} is not a complete JSON document ({error}).") from None
     except RecursionError:
         raise BackupError(f"{path} is nested too deeply to be a Flowboard export.") from None
     except OSError as error:  # includes gzip.BadGzipFile
         raise BackupError(f"Cannot read {path}: {error.strerror or error}.") from None
 
 
-def check_export(document: Any, *, path: Path) -> _Plan:
-    """Checks everything in a parsed export; raises BackupError naming the first problem."""
-    if not isinstance(document, dict) or document.get("format") != FORMAT:
-        raise BackupError(f'{path} is not a Flowboard export (no "format": "{FORMAT}").')
-    version = document.get("format_version")
-    if version != FORMAT_VERSION:
-        raise BackupError(
-            f"{path} has format version {version!r}; this Flowboard reads version {FORMAT_VERSION}."
-        )
-    revision = document.get("schema_revision")
-    if not isinstance(revision, str) or not revision:
-        raise BackupError(f"{path} does not say which schema revision it was exported at.")
-    tables = document.get("tables")
-    counts = document.get("counts")
-    if not isinstance(tables, dict) or not isinstance(counts, dict):
-        raise BackupError(f'{path} lacks its "tables" or its "counts".')
-    unknown = sorted(set(tables) - set(LABELS))
-    if unknown:
-        raise BackupError(f"{path} holds a table this Flowboard does not know: {unknown[0]}.")
-    checker = _Checker()
-    plan = _Plan(revision=revision)
-    for table in exported_tables():
-        section = tables.get(table.name)
-        if not isinstance(section, dict):
-            raise BackupError(f"{path} lacks the {table.name} table.")
-        plan.sections.append(checker.check_table(table, section, counts.get(table.name)))
-    users = next(s for s in plan.sections if s.table.name == "user_account")
-    names = [c.name for c in users.columns]
-    if PASSWORD_COLUMN not in names:
-        plan.users_without_password = [row[names.index("email")] for row in users.rows]
-    return plan
+class _Reader:
+    """One pass over an export: the header first, then each table's rows in order."""
+
+    def __init__(self, path: Path, insert: Insert | None) -> None:
+        self.path = path
+        self.insert = insert
+        # The inserting pass re-reads a file the checking pass has just read in full.
+        self.checker = _Checker(full=insert is None)
+        self.header: dict[str, Any] = {}
+        self.found = _Checked()
+        self.header_checked = False
+
+    def read(self, stream: _JsonStream) -> _Checked:
+        if stream.peek() != "{":
+            raise BackupError(f"{self.path} is not a Flowboard export (not a JSON object).")
+        for key in stream.members():
+            if key == "tables":
+                self._check_header()
+                self._tables(stream)
+            else:
+                self.header[key] = stream.value()
+        stream.end()
+        self._check_header()
+        if "tables" not in self.header and not self.found.counts:
+            raise BackupError(f'{self.path} lacks its "tables".')
+        counts = self.header.get("counts")
+        if not isinstance(counts, dict):
+            raise BackupError(f'{self.path} lacks its "counts".')
+        for name, count in self.found.counts.items():
+            if counts.get(name) != count:
+                raise BackupError(
+                    f"{name}: the file says {counts.get(name)!r} rows but holds {count}; "
+                    "it is incomplete."
+                )
+        return self.found
+
+    def _check_header(self) -> None:
+        if self.header_checked:
+            return
+        header, path = self.header, self.path
+        if header.get("format") != FORMAT:
+            raise BackupError(f'{path} is not a Flowboard export (no "format": "{FORMAT}" first).')
+        version = header.get("format_version")
+        if version != FORMAT_VERSION:
+            raise BackupError(
+                f"{path} has format version {version!r}; this Flowboard reads version "
+                f"{FORMAT_VERSION}."
+            )
+        revision = header.get("schema_revision")
+        if not isinstance(revision, str) or not revision:
+            raise BackupError(f"{path} does not say which schema revision it was exported at.")
+        self.found.revision = revision
+        self.header_checked = True
+
+    def _tables(self, stream: _JsonStream) -> None:
+        if stream.peek() != "{":
+            raise BackupError(f'{self.path}: "tables" must be an object.')
+        expected = iter(exported_tables())
+        for name in stream.members():
+            table = next(expected, None)
+            if name not in LABELS:
+                raise BackupError(
+                    f"{self.path} holds a table this Flowboard does not know: {name}."
+                )
+            if table is None or name != table.name:
+                raise BackupError(
+                    f"{self.path}: the {name} table is out of place; tables must stay in the "
+                    "order `flowboard export` writes them (parents first)."
+                )
+            self._table(stream, table)
+        missing = next(expected, None)
+        if missing is not None:
+            raise BackupError(f"{self.path} lacks the {missing.name} table.")
+
+    def _table(self, stream: _JsonStream, table: Table) -> None:
+        if stream.peek() != "{":
+            raise BackupError(f"{table.name}: expected an object with columns and rows.")
+        shape: _TableShape | None = None
+        rows_read = False
+        for part in stream.members():
+            if part == "columns":
+                shape = self.checker.begin(table, stream.value())
+            elif part == "rows" and shape is not None:
+                self._rows(stream, shape)
+                rows_read = True
+            else:
+                raise BackupError(f'{table.name}: expected "columns", then "rows", not {part!r}.')
+        if shape is None or not rows_read:
+            raise BackupError(f'{table.name}: "columns" or "rows" is missing.')
+        self.found.counts[table.name] = shape.count
+
+    def _rows(self, stream: _JsonStream, shape: _TableShape) -> None:
+        if stream.peek() != "[":
+            raise BackupError(f'{shape.table.name}: "rows" must be a list.')
+        without_password = shape.table.name == "user_account" and PASSWORD_COLUMN not in shape.keys
+        email = shape.keys.index("email") if without_password else -1
+        batch: list[dict[str, Any]] = []
+        for _ in stream.elements():
+            row = self.checker.row(shape, stream.value())
+            if without_password:
+                self.found.users_without_password.append(row[email])
+            if self.insert is not None:
+                batch.append(dict(zip(shape.keys, row, strict=True)) | shape.extra)
+                if len(batch) >= INSERT_BATCH_ROWS:
+                    self.insert(shape.table, batch)
+                    batch = []
+        if batch and self.insert is not None:
+            self.insert(shape.table, batch)
+
+
+class _Malformed(Exception):
+    """The text is not the JSON expected here; the message says what and where."""
+
+
+_DECODER = json.JSONDecoder()
+_WHITESPACE = re.compile(r"[ \t\n\r]*")
+
+
+class _JsonStream:
+    """One JSON document read piece by piece: objects and arrays are walked, other values
+    decoded whole. Holds one chunk of text and the value being read, never the document."""
+
+    CHUNK_CHARS = 1 << 16
+    # No value of an export comes near this; a bigger one means a broken file, not a long row.
+    MAX_VALUE_CHARS = 64 << 20
+
+    def __init__(self, text: TextIO) -> None:
+        self._text = text
+        self._buffer = ""
+        self._pos = 0
+        self._dropped = 0  # characters before the buffer
+        self._eof = False
+
+    def _more(self) -> bool:
+        """Reads on (keeping the unread part); False at the end of the file."""
+        if self._eof:
+            return False
+        # Growing geometrically keeps a value that spans many chunks linear to read.
+        chunk = self._text.read(max(self.CHUNK_CHARS, len(self._buffer) - self._pos))
+        if not chunk:
+            self._eof = True
+            return False
+        self._dropped += self._pos
+        self._buffer = self._buffer[self._pos :] + chunk
+        self._pos = 0
+        return True
+
+    def _where(self, pos: int | None = None) -> str:
+        return f"at character {self._dropped + (self._pos if pos is None else pos) + 1}"
+
+    def peek(self) -> str:
+        """The next character that is not whitespace ("" at the end), left unread."""
+        while True:
+            match = _WHITESPACE.match(self._buffer, self._pos)
+            self._pos = match.end() if match else self._pos
+            if self._pos < len(self._buffer):
+                return self._buffer[self._pos]
+            if not self._more():
+                return ""
+
+    def _take(self, expected: str) -> str:
+        found = self.peek()
+        if found == "":
+            raise _Malformed(f"the file ends early {self._where()}")
+        if found not in expected:
+            raise _Malformed(f"expected {' or '.join(expected)} {self._where()}")
+        self._pos += 1
+        return found
+
+    def value(self) -> Any:
+        if self.peek() == "":
+            raise _Malformed(f"the file ends early {self._where()}")
+        while True:
+            try:
+                value, end = _DECODER.raw_decode(self._buffer, self._pos)
+            except json.JSONDecodeError as error:
+                if len(self._buffer) - self._pos < self.MAX_VALUE_CHARS and self._more():
+                    continue  # the value may go on in the next chunk
+                if self._eof and error.pos >= len(self._buffer) - 1:
+                    raise _Malformed(f"the file ends early {self._where(error.pos)}") from None
+                raise _Malformed(f"{error.msg} {self._where(error.pos)}") from None
+            if end == len(self._buffer) and self._more():
+                continue  # a number may go on in the next chunk
+            self._pos = end
+            return value
+
+    def members(self) -> Iterator[str]:
+        """The keys of the object that starts here; read each key's value before the next."""
+        self._take("{")
+        if self.peek() == "}":
+            self._pos += 1
+            return
+        while True:
+            if self.peek() != '"':
+                raise _Malformed(f"expected a key {self._where()}")
+            key = self.value()
+            self._take(":")
+            yield key
+            if self._take(",}") == "}":
+                return
+
+    def elements(self) -> Iterator[None]:
+        """Steps through the array that starts here; read each element before the next."""
+        self._take("[")
+        if self.peek() == "]":
+            self._pos += 1
+            return
+        while True:
+            yield None
+            if self._take(",]") == "]":
+                return
+
+    def end(self) -> None:
+        if self.peek() != "":
+            raise _Malformed(f"more text after the document {self._where()}")
 
 
 Convert = Callable[[Any], Any]
 
 
-class _Checker:
-    """Row checks, remembering ids (and each row's board) for the references that follow."""
+# (position, column name, nullable, lowest whole number or None, converter, allowed values)
+_ColumnCheck = tuple[int, str, bool, int | None, Convert, tuple[str, ...] | None]
+# (position, column name, parent table, the parent's ids so far)
+_Reference = tuple[int, str, str, set[int]]
 
-    def __init__(self) -> None:
+
+@dataclass(slots=True)
+class _TableShape:
+    """A table's columns as the file lists them, with what each row is checked against."""
+
+    table: Table
+    keys: list[str]
+    checks: list[_ColumnCheck]
+    id_position: int | None
+    ids: set[int]
+    unique: list[tuple[tuple[str, ...], set[Any]]]
+    references: list[_Reference]
+    extra: dict[str, Any]
+    count: int = 0
+
+
+class _Checker:
+    """Row checks, remembering ids (and each row's board) for the references that follow.
+
+    With `full=False` rows are only converted (the second, inserting pass: the first pass
+    checked the same file, and the database's own constraints remain as a backstop).
+    """
+
+    def __init__(self, *, full: bool = True) -> None:
+        self.full = full
         self.ids: dict[str, set[int]] = {}
         self.board_of: dict[str, dict[int, int]] = {"state": {}, "item": {}, "block_reason": {}}
         self.state_of_criterion: dict[int, int] = {}
         self.items_with_open_block: set[int] = set()
 
-    def check_table(self, table: Table, section: dict[str, Any], count: Any) -> _Section:
+    def begin(self, table: Table, given: Any) -> _TableShape:
         name = table.name
-        given = section.get("columns")
-        rows = section.get("rows")
-        if not isinstance(given, list) or not isinstance(rows, list):
-            raise BackupError(f'{name}: "columns" and "rows" must be lists.')
-        if count != len(rows):
-            raise BackupError(
-                f"{name}: the file says {count!r} rows but holds {len(rows)}; it is incomplete."
-            )
+        if not isinstance(given, list) or not all(isinstance(c, str) for c in given):
+            raise BackupError(f'{name}: "columns" must be a list of names.')
         known = {c.name: c for c in table.columns}
         for column_name in given:
             if column_name not in known:
@@ -412,74 +623,112 @@ class _Checker:
         if missing:
             raise BackupError(f"{name}: the column {missing[0]} is missing.")
         columns = [known[c] for c in given]
-        converters = [_converter(c) for c in columns]
-        enums = [ENUMS.get((name, c.name)) for c in columns]
-        single_id = len(table.primary_key.columns) == 1 and "id" in given
-        id_position = given.index("id") if single_id else None
+        checks: list[_ColumnCheck] = []
+        for position, column in enumerate(columns):
+            lowest = None
+            if isinstance(column.type, Integer):
+                lowest = 1 if column.primary_key else INT_MIN
+            checks.append(
+                (
+                    position,
+                    column.name,
+                    bool(column.nullable),
+                    lowest,
+                    _converter(column),
+                    ENUMS.get((name, column.name)),
+                )
+            )
+        single_id = [c.name for c in table.primary_key.columns] == ["id"]
         ids: set[int] = set()
-        unique_sets = _unique_keys(table, given)
-        for number, row in enumerate(rows, start=1):
-            where = f"{name} row {number}"
-            if not isinstance(row, list) or len(row) != len(columns):
-                raise BackupError(f"{where}: expected a list of {len(columns)} values.")
-            if id_position is not None and isinstance(row[id_position], int):
-                where += f" (id {row[id_position]})"
-            for position, (column, convert, allowed) in enumerate(
-                zip(columns, converters, enums, strict=True)
-            ):
-                value = row[position]
-                if value is None:
-                    if not column.nullable:
-                        raise BackupError(f"{where}: {column.name} is missing (null).")
-                    continue
-                try:
-                    value = convert(value)
-                except (TypeError, ValueError, OverflowError) as error:
-                    raise BackupError(f"{where}: {column.name} {error}.") from None
-                if allowed is not None and value not in allowed:
-                    raise BackupError(
-                        f"{where}: {column.name} {value!r} is not one of {', '.join(allowed)}."
-                    )
-                row[position] = value
-            values = dict(zip(given, row, strict=True))
-            for key_columns, seen in unique_sets:
-                key = tuple(values[c] for c in key_columns)
-                if None in key:
-                    continue
-                if key in seen:
-                    shown = ", ".join(f"{c} {values[c]!r}" for c in key_columns)
-                    raise BackupError(f"{where}: another {name} row has the same {shown}.")
-                seen.add(key)
-            self._check_references(table, values, where)
-            if id_position is not None:
-                ids.add(values["id"])
-            self._remember(name, values, where)
-        if id_position is not None:
+        if single_id:
             self.ids[name] = ids
-        return _Section(table=table, columns=columns, rows=rows)
-
-    def _check_references(self, table: Table, values: dict[str, Any], where: str) -> None:
+        references: list[_Reference] = []
         for foreign_key in table.foreign_keys:
-            column = foreign_key.parent.name
             parent = foreign_key.column.table.name
-            value = values.get(column)
-            if value is None or parent not in self.ids:
-                continue
-            if value not in self.ids[parent]:
-                raise BackupError(f"{where}: {column} {value} refers to no {parent} row.")
+            if parent in self.ids and parent != name:
+                column_name = foreign_key.parent.name
+                references.append((given.index(column_name), column_name, parent, self.ids[parent]))
+        extra = {}
+        if name == "user_account" and PASSWORD_COLUMN not in given:
+            extra[PASSWORD_COLUMN] = UNUSABLE_PASSWORD
+        return _TableShape(
+            table=table,
+            keys=[c.key for c in columns],
+            checks=checks,
+            id_position=given.index("id") if single_id else None,
+            ids=ids,
+            unique=_unique_keys(table, given, skip_primary=single_id),
+            references=references,
+            extra=extra,
+        )
 
-    def _same_board(self, where: str, values: dict[str, Any], column: str, kind: str) -> None:
-        value = values.get(column)
+    def row(self, shape: _TableShape, row: Any) -> list[Any]:
+        """The row with Python values, or BackupError saying what is wrong with it."""
+        shape.count += 1
+        if type(row) is not list or len(row) != len(shape.checks):
+            raise BackupError(
+                f"{_where(shape, row)}: expected a list of {len(shape.checks)} values."
+            )
+        for position, name, nullable, lowest, convert, allowed in shape.checks:
+            value = row[position]
+            if value is None:
+                if not nullable:
+                    raise BackupError(f"{_where(shape, row)}: {name} is missing (null).")
+                continue
+            if lowest is not None and type(value) is int and lowest <= value <= INT_MAX:
+                continue  # most values: a whole number in range, kept as it is
+            try:
+                value = convert(value)
+            except (TypeError, ValueError, OverflowError) as error:
+                raise BackupError(f"{_where(shape, row)}: {name} {error}.") from None
+            if allowed is not None and value not in allowed:
+                raise BackupError(
+                    f"{_where(shape, row)}: {name} {value!r} is not one of {', '.join(allowed)}."
+                )
+            row[position] = value
+        if self.full:
+            self._check(shape, row)
+        return row
+
+    def _check(self, shape: _TableShape, row: list[Any]) -> None:
+        """Unique keys and references to earlier rows."""
+        name = shape.table.name
+        if shape.id_position is not None:
+            if row[shape.id_position] in shape.ids:
+                raise BackupError(f"{_where(shape, row)}: another {name} row has the same id.")
+            shape.ids.add(row[shape.id_position])
+        values = dict(zip(shape.keys, row, strict=True))
+        for key_columns, seen in shape.unique:
+            key = tuple(values[c] for c in key_columns)
+            if None in key:
+                continue
+            if key in seen:
+                shown = ", ".join(f"{c} {values[c]!r}" for c in key_columns)
+                raise BackupError(f"{_where(shape, row)}: another {name} row has the same {shown}.")
+            seen.add(key)
+        for position, column, parent, parent_ids in shape.references:
+            value = row[position]
+            if value is not None and value not in parent_ids:
+                raise BackupError(
+                    f"{_where(shape, row)}: {column} {value} refers to no {parent} row."
+                )
+        if name in CONSISTENCY_CHECKED:
+            self._remember(name, values, lambda: _where(shape, row))
+
+    def _same_board(
+        self, where: Callable[[], str], values: dict[str, Any], column: str, kind: str
+    ) -> None:
+        value = values[column]
         if value is None:
             return
         board = self.board_of[kind].get(value)
         if board != values["board_id"]:
             raise BackupError(
-                f"{where}: {column} {value} belongs to board {board}, not board "
+                f"{where()}: {column} {value} belongs to board {board}, not board "
                 f"{values['board_id']}."
             )
 
-    def _remember(self, name: str, values: dict[str, Any], where: str) -> None:
+    def _remember(self, name: str, values: dict[str, Any], where: Callable[[], str]) -> None:
         """Board-level consistency the foreign keys cannot express, and what later rows need."""
         if name in self.board_of:
             self.board_of[name][values["id"]] = values["board_id"]
@@ -493,7 +742,7 @@ class _Checker:
             self._same_board(where, values, "state_id", "state")
             if values["resolved_at"] is None:
                 if values["item_id"] in self.items_with_open_block:
-                    raise BackupError(f"{where}: item {values['item_id']} has two open blocks.")
+                    raise BackupError(f"{where()}: item {values['item_id']} has two open blocks.")
                 self.items_with_open_block.add(values["item_id"])
         elif name == "event":
             self._same_board(where, values, "item_id", "item")
@@ -503,14 +752,26 @@ class _Checker:
             item_board = self.board_of["item"][values["item_id"]]
             if criterion_board != item_board:
                 raise BackupError(
-                    f"{where}: criterion {values['criterion_id']} is on board {criterion_board}, "
-                    f"item {values['item_id']} on board {item_board}."
+                    f"{where()}: criterion {values['criterion_id']} is on board "
+                    f"{criterion_board}, item {values['item_id']} on board {item_board}."
                 )
 
 
-def _unique_keys(table: Table, given: list[str]) -> list[tuple[tuple[str, ...], set[Any]]]:
-    """The column sets that must be unique: the primary key, unique constraints and indexes."""
-    keys = [tuple(c.name for c in table.primary_key.columns)]
+def _where(shape: _TableShape, row: Any) -> str:
+    """'item row 17 (id 230)': built only for an error message."""
+    where = f"{shape.table.name} row {shape.count}"
+    position = shape.id_position
+    if position is not None and isinstance(row, list) and len(row) > position:
+        where += f" (id {row[position]!r})"
+    return where
+
+
+def _unique_keys(
+    table: Table, given: list[str], *, skip_primary: bool
+) -> list[tuple[tuple[str, ...], set[Any]]]:
+    """The column sets that must be unique: the primary key (unless the caller tracks it),
+    unique constraints and unique indexes."""
+    keys = [] if skip_primary else [tuple(c.name for c in table.primary_key.columns)]
     keys += [
         tuple(c.name for c in constraint.columns)
         for constraint in table.constraints
@@ -617,20 +878,6 @@ def _empty(conn: Connection, tables: list[Table], *, sqlite: bool) -> None:
         # Transactional on PostgreSQL, and far quicker than DELETE on large tables.
         names = ", ".join(f'"{table.name}"' for table in tables)
         conn.execute(text(f"TRUNCATE {names}"))
-
-
-def _insert(conn: Connection, section: _Section) -> None:
-    keys = [c.key for c in section.columns]
-    extra: dict[str, Any] = {}
-    if section.table.name == "user_account" and PASSWORD_COLUMN not in keys:
-        extra[PASSWORD_COLUMN] = UNUSABLE_PASSWORD
-    rows = section.rows
-    for start in range(0, len(rows), INSERT_BATCH_ROWS):
-        batch = [
-            dict(zip(keys, row, strict=True)) | extra
-            for row in rows[start : start + INSERT_BATCH_ROWS]
-        ]
-        conn.execute(section.table.insert(), batch)
 
 
 def _move_sequences(conn: Connection, tables: list[Table]) -> None:

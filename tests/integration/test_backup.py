@@ -28,7 +28,7 @@ from app.db.models import ApiToken, Block, Comment, Event, Item, User
 from app.db.session import Database, get_database
 from app.main import create_app
 from app.services import blocks, boards, items, users
-from app.services.backup import UNUSABLE_PASSWORD
+from app.services.backup import UNUSABLE_PASSWORD, _JsonStream
 from tests.analytics.helpers import block, do_import, item, move, t
 from tests.api.helpers import Api
 from tests.conftest import POSTGRES_URL, drop_postgres_database, fresh_database_url
@@ -370,6 +370,10 @@ CORRUPTIONS: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
     "row-lost": (_lose_an_event, "it is incomplete"),
     "duplicate-unique": (_duplicate_email, "same email"),
     "bad-time": (_bad_time, "'yesterday' is not an ISO 8601 time"),
+    "tables-reordered": (
+        lambda d: d.update(tables=dict(sorted(d["tables"].items()))),
+        "the audit_event table is out of place",
+    ),
     "format-version": (lambda d: d.update(format_version=2), "format version 2"),
     "schema-revision": (lambda d: d.update(schema_revision="0002"), "schema revision 0002"),
 }
@@ -404,7 +408,7 @@ def test_a_corrupted_file_changes_nothing_and_says_why_in_one_line(
         expected = "is cut short"
     else:
         bad.write_text("id,title\n1,not an export\n")
-        expected = "is not a complete JSON document"
+        expected = "is not a Flowboard export (not a JSON object)"
     before = counts(database.url)
 
     code, out, err = run(capsys, "restore", str(bad), "--force")  # --force: would empty first
@@ -571,3 +575,32 @@ def test_an_export_that_cannot_be_written_leaves_nothing_behind(
     assert f"Cannot write {taken}: Is a directory." in err
     assert [p.name for p in tmp_path.iterdir() if p.name != "var"] == ["taken.json"]
     assert list(taken.iterdir()) == []
+
+
+def test_a_reformatted_export_still_restores(
+    databases: Callable[[str], str],
+    backend: str,
+    seed: Seed,
+    use_cli: Callable[[str], None],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The restore reads any JSON layout, even when every value straddles two chunks."""
+    do_import(seed, [item('Ünïcode \u2603 and "quotes"', t(2), [move(t(3), "Build")])])
+    export = tmp_path / "board.json"
+    use_cli(seed.database.url)
+    assert run(capsys, "export", str(export))[0] == 0
+    document = json.loads(export.read_text())
+    pretty = tmp_path / "pretty.json.gz"
+    pretty.write_bytes(gzip.compress(json.dumps(document, indent=3).encode()))
+    monkeypatch.setattr(_JsonStream, "CHUNK_CHARS", 7)
+
+    target = databases(backend)
+    use_cli(target)
+    code, out, err = run(capsys, "restore", str(pretty))
+    assert (code, err) == (0, ""), err
+    assert out.startswith("Restored 7 users, 1 boards")
+    again = tmp_path / "again.json"
+    assert run(capsys, "export", str(again))[0] == 0
+    assert tables_of(again) == document["tables"]
