@@ -406,8 +406,11 @@ def _chosen_moment(request: Request, now: datetime) -> datetime:
     it (`t0`); otherwise the datetime field `at`. Without JavaScript both still work."""
     params = request.query_params
     slider, placed = params.get("t") or "", params.get("t0") or ""
-    if slider.isdigit() and slider != placed:
-        return datetime.fromtimestamp(int(slider), UTC)
+    if slider and slider != placed:
+        # Epoch seconds up to the year 3000; '²' or 2**63 is a readable refusal, not a crash.
+        seconds = parse_int(slider, "The moment", maximum=32_503_680_000)
+        if seconds is not None:
+            return datetime.fromtimestamp(seconds, UTC)
     return parse_moment(params.get("at"), now)
 
 

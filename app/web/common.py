@@ -68,13 +68,20 @@ def see_other(url: str) -> RedirectResponse:
     return RedirectResponse(url, status_code=303)
 
 
+# Dates a person means: day arithmetic (the day after `to`) stays far from date.max.
+EARLIEST_DATE, LATEST_DATE = date(1900, 1, 1), date(9998, 12, 31)
+
+
 def parse_date(value: str | None) -> date | None:
     if not value:
         return None
     try:
-        return date.fromisoformat(value)
+        found = date.fromisoformat(value)
     except ValueError:
         raise InvalidInput("Give the date as YYYY-MM-DD.") from None
+    if not EARLIEST_DATE <= found <= LATEST_DATE:
+        raise InvalidInput("Give a date between 1900 and 9998.")
+    return found
 
 
 def parse_int(value: str | None, what: str, *, maximum: int = DB_INT_MAX) -> int | None:
