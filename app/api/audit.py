@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from app.api.deps import CurrentUser, DbSession
 from app.api.openapi import problems
 from app.db.models import AuditEvent
-from app.inputs import NonNegativeInt
+from app.inputs import NonNegativeInt, SingleLine
 from app.services import audit
 
 router = APIRouter(tags=["audit"])
@@ -45,7 +45,7 @@ def list_audit(
     actor: CurrentUser,
     after_id: Annotated[NonNegativeInt | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    type: Annotated[str | None, Query(max_length=40)] = None,
+    type: Annotated[SingleLine | None, Query(max_length=40)] = None,
 ) -> list[AuditEventOut]:
     """Site admins only (others: 403 `insufficient-role`), oldest first. Page on with
     `after_id` = the last id received; `type` narrows to one kind (`signed_in`,

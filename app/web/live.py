@@ -29,6 +29,7 @@ from app.db.models import User
 from app.db.session import Database
 from app.deps import get_db
 from app.flow.errors import FlowError, NotAuthenticated
+from app.inputs import Id
 from app.live.hub import hub
 from app.services import users
 from app.services.access import visible_board
@@ -176,7 +177,7 @@ def _response(request: Request, access: StreamAccess) -> EventSourceResponse:
 
 
 @api_router.get("/boards/{board_id}/stream")
-async def board_stream(request: Request, board_id: int) -> EventSourceResponse:
+async def board_stream(request: Request, board_id: Id) -> EventSourceResponse:
     """SSE of a board's new events: `data: {"event_id": N}`; bearer token or session cookie."""
     access = await run_in_threadpool(_authorise, request, board_id)
     return _response(request, access)

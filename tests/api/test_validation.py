@@ -286,3 +286,15 @@ def test_delays_csv_neutralises_hidden_and_full_width_formula_starts(api: Api) -
     assert "'\ufeff=HYPERLINK(1)" in text
     assert "'＝cmd" in text
     assert "'\u200b+1" in text
+
+
+def test_text_in_query_parameters_refuses_control_characters(api: Api) -> None:
+    problem(api.get("admin", "/audit", type="sign\x00ed_in"), 422, "validation")
+    problem(api.get("admin", f"/boards/{api.board_id}/items", q="\x1b[2J"), 422, "validation")
+
+
+def test_the_stream_address_states_the_id_range(client: TestClient) -> None:
+    document = client.get("/openapi.json").json()
+    stream = document["paths"]["/api/v1/boards/{board_id}/stream"]["get"]
+    board_id = next(p for p in stream["parameters"] if p["name"] == "board_id")
+    assert board_id["schema"]["maximum"] == DB_INT_MAX
