@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import Column, Connection, Table, func, inspect, select, text
+from sqlalchemy import Column, Connection, Table, inspect, select, text
 
 # Rows fetched per round trip while exporting: a server-side cursor on PostgreSQL, chunked
 # fetches on SQLite, so a million events never sit in memory at once.
@@ -28,12 +28,6 @@ def table_rows(conn: Connection, table: Table, columns: Sequence[Column[Any]]) -
         yield from result
     finally:
         result.close()
-
-
-def row_counts(conn: Connection, tables: Sequence[Table]) -> dict[str, int]:
-    return {
-        table.name: conn.scalar(select(func.count()).select_from(table)) or 0 for table in tables
-    }
 
 
 def tables_with_rows(conn: Connection, tables: Sequence[Table]) -> list[str]:

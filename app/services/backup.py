@@ -16,9 +16,10 @@ Tables come parents first, rows in primary-key order, one row a line. Password h
 left out unless asked for; API tokens, browser sessions, reset links, sign-in throttling and
 Idempotency-Key answers are never exported (secrets or short-lived state).
 
-A restore checks the whole file first (format, schema revision, columns, types, lengths, enum
-values, unique keys, references between rows) and only then writes, in one transaction: all
-or nothing. Ids are kept as exported; PostgreSQL sequences are then moved past them.
+A restore reads the file twice, streaming: first it checks all of it (format, schema
+revision, columns, types, lengths, enum values, unique keys, references between rows), then,
+in one transaction, it inserts it: all or nothing. Ids are kept as exported; PostgreSQL
+sequences are then moved past them.
 """
 
 from __future__ import annotations
@@ -109,7 +110,7 @@ def exported_tables() -> list[Table]:
 
 
 def describe(counts: dict[str, int]) -> str:
-    """'7 users, 2 boards, ...' in the file's table order."""
+    """'7 users, 2 boards, ...' (every table, always in the same order)."""
     return ", ".join(f"{counts.get(name, 0)} {label}" for name, label in LABELS.items())
 
 

@@ -28,7 +28,7 @@ from app.db.models import ApiToken, Block, Comment, Event, Item, User
 from app.db.session import Database, get_database
 from app.main import create_app
 from app.services import blocks, boards, items, users
-from app.services.backup import UNUSABLE_PASSWORD, _JsonStream
+from app.services.backup import UNUSABLE_PASSWORD, _JsonStream, _snapshot
 from tests.analytics.helpers import block, do_import, item, move, t
 from tests.api.helpers import Api
 from tests.conftest import POSTGRES_URL, drop_postgres_database, fresh_database_url
@@ -604,3 +604,21 @@ def test_a_reformatted_export_still_restores(
     again = tmp_path / "again.json"
     assert run(capsys, "export", str(again))[0] == 0
     assert tables_of(again) == document["tables"]
+
+
+def test_the_export_reads_one_snapshot(seed: Seed) -> None:
+    """A write committed while the export's transaction is open is not seen by it."""
+    database = seed.database
+
+    def event_count(conn: Any) -> int:
+        return int(conn.scalar(select(func.count()).select_from(Event)))
+
+    with _snapshot(database) as conn:
+        before = event_count(conn)
+        with database.unit_of_work() as session:
+            admin = session.get(User, seed.user("admin").id)
+            assert admin is not None
+            items.create_item(session=session, board_id=seed.board_id, actor=admin, title="New")
+        assert event_count(conn) == before
+    with database.engine.connect() as conn:
+        assert event_count(conn) == before + 1
