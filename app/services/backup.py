@@ -137,21 +137,24 @@ def export_database(*, database: Database, path: Path, with_secrets: bool = Fals
     file cannot be written.
     """
     tables = exported_tables()
-    with _snapshot(database) as conn:
-        revision = bq.schema_revision(conn)
-        if revision is None:
-            raise BackupError("The database has no schema yet, so there is nothing to export.")
-        header = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "schema_revision": revision,
-            "exported_at": utcnow().isoformat(),
-            "source": conn.dialect.name,
-            "with_secrets": with_secrets,
-        }
-        counts = _write_atomically(
-            path, lambda out: _write_document(out, conn, tables, header, with_secrets)
-        )
+    try:
+        with _snapshot(database) as conn:
+            revision = bq.schema_revision(conn)
+            if revision is None:
+                raise BackupError("The database has no schema yet, so there is nothing to export.")
+            header = {
+                "format": FORMAT,
+                "format_version": FORMAT_VERSION,
+                "schema_revision": revision,
+                "exported_at": utcnow().isoformat(),
+                "source": conn.dialect.name,
+                "with_secrets": with_secrets,
+            }
+            counts = _write_atomically(
+                path, lambda out: _write_document(out, conn, tables, header, with_secrets)
+            )
+    except SQLAlchemyError as error:
+        raise BackupError(f"Cannot read the database ({_first_line(error)}).") from None
     return ExportSummary(path=path, counts=counts, with_secrets=with_secrets)
 
 
@@ -252,11 +255,12 @@ class RestoreSummary:
     def lines(self) -> list[str]:
         done = "Replaced everything with" if self.replaced else "Restored"
         lines = [f"{done} {describe(self.counts)} from {self.path}."]
-        if self.users_without_password:
+        count = len(self.users_without_password)
+        if count:
+            who = "1 user was" if count == 1 else f"{count} users were"
             lines.append(
-                f"{len(self.users_without_password)} users were exported without password "
-                "hashes and cannot sign in until they set a new one: give each a reset link "
-                "with `flowboard reset-password EMAIL`."
+                f"{who} exported without password hashes and cannot sign in until they set "
+                "a new password: give each a reset link with `flowboard reset-password EMAIL`."
             )
         return lines
 
@@ -306,14 +310,21 @@ def restore_database(*, database: Database, path: Path, force: bool = False) -> 
             if not database.is_sqlite:
                 _move_sequences(conn, exported_tables())
     except SQLAlchemyError as error:
-        reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
-        raise BackupError(f"The database refused the restore ({reason}).") from None
+        raise BackupError(
+            f"The database could not complete the restore ({_first_line(error)})."
+        ) from None
     return RestoreSummary(
         path=path,
         counts=checked.counts,
         replaced=bool(occupied),
         users_without_password=checked.users_without_password,
     )
+
+
+def _first_line(error: SQLAlchemyError) -> str:
+    """The driver's own message, without SQLAlchemy's statement and parameters."""
+    lines = str(getattr(error, "orig", None) or error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
 
 
 Insert = Callable[[Table, list[dict[str, Any]]], object]
@@ -338,7 +349,7 @@ def _read_export(path: Path, *, insert: Insert | None) -> _Checked:
             compressed = raw.read(2) == b"\x1f\x8b"  # gzip, whatever the file's name
             raw.seek(0)
             binary = gzip.GzipFile(fileobj=raw, mode="rb") if compressed else raw
-            text = io.TextIOWrapper(cast(BinaryIO, binary), encoding="utf-8")
+            text = io.TextIOWrapper(cast(BinaryIO, binary), encoding="utf-8-sig")  # BOM or not
             return _Reader(path, insert).read(_JsonStream(text))
     except FileNotFoundError:
         raise BackupError(f"There is no file {path}.") from None

@@ -622,3 +622,31 @@ def test_the_export_reads_one_snapshot(seed: Seed) -> None:
         assert event_count(conn) == before
     with database.engine.connect() as conn:
         assert event_count(conn) == before + 1
+
+
+def test_an_unreachable_database_is_explained_in_one_line(
+    backend: str,
+    seed: Seed,
+    use_cli: Callable[[str], None],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    export = tmp_path / "board.json"
+    use_cli(seed.database.url)
+    assert run(capsys, "export", str(export))[0] == 0
+    unreachable = (
+        f"sqlite:///{tmp_path}/missing/flowboard.sqlite3"
+        if backend == "sqlite"
+        else "postgresql+psycopg://postgres@127.0.0.1:1/flowboard"  # nothing listens on port 1
+    )
+    use_cli(unreachable)
+    code, out, err = run(capsys, "export", str(tmp_path / "other.json"))
+    assert code == 1 and out == ""
+    assert (
+        err.startswith("Nothing was exported: Cannot read the database (") and err.count("\n") == 1
+    )
+    assert not (tmp_path / "other.json").exists()
+    code, out, err = run(capsys, "restore", str(export))
+    assert code == 1 and out == ""
+    assert err.startswith("Nothing was restored: The database could not complete the restore (")
+    assert err.count("\n") == 1
