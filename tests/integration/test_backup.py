@@ -484,6 +484,23 @@ def test_secrets_only_when_asked_and_never_tokens(
             with restored.unit_of_work(write=False) as session:
                 hashes = set(session.scalars(select(User.password_hash)))
             assert (hashes == {UNUSABLE_PASSWORD}) is not signs_in
+            if not signs_in:  # the way back in that the restore points to
+                code, out, _ = run(capsys, "reset-password", seed.user("member").email)
+                assert code == 0
+                link_secret = out.strip().splitlines()[-1].rsplit("/", 1)[-1]
+                with restored.unit_of_work() as session:
+                    users.use_password_reset(
+                        session=session, secret=link_secret, new_password="a brand new password"
+                    )
+                with TestClient(create_app(restored, listen=False)) as other:
+                    response = other.post(
+                        "/api/v1/auth/token",
+                        data={
+                            "username": seed.user("member").email,
+                            "password": "a brand new password",
+                        },
+                    )
+                assert response.status_code == 200, response.text
         finally:
             restored.dispose()
 
