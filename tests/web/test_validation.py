@@ -4,9 +4,9 @@ the address, numbers and text in query strings and form fields (out of range, 'Â
 from __future__ import annotations
 
 import re
-from urllib.parse import quote
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from fastapi import FastAPI
