@@ -16,6 +16,7 @@ from app.db import audit_queries, queries
 from app.db.models import SignInThrottle, User
 from app.flow import throttle as rules
 from app.flow.errors import NotAuthenticated, TooManyAttempts
+from app.flow.text import text_problem
 from app.services import audit, users
 
 
@@ -24,7 +25,10 @@ def address_key(ip: str) -> str:
 
 
 def account_key(email: str) -> str:
-    # Unknown emails are counted too: otherwise a 429 would tell which accounts exist.
+    # Unknown emails are counted too: otherwise a 429 would tell which accounts exist. One
+    # with control characters belongs to no account and cannot be stored (NUL): one bucket.
+    if text_problem(email or "") is not None:
+        return "account:(not an email)"
     return "account:" + (email or "").strip().lower()[:280]
 
 

@@ -298,3 +298,11 @@ def test_the_stream_address_states_the_id_range(client: TestClient) -> None:
     stream = document["paths"]["/api/v1/boards/{board_id}/stream"]["get"]
     board_id = next(p for p in stream["parameters"] if p["name"] == "board_id")
     assert board_id["schema"]["maximum"] == DB_INT_MAX
+
+
+def test_signing_in_with_control_characters_is_a_plain_401(client: TestClient) -> None:
+    for username in ["a\x00b@example.org", "\x00", "ann@example.org\x07"]:
+        response = client.post(
+            "/api/v1/auth/token", data={"username": username, "password": "pw\x00"}
+        )
+        problem(response, 401, "not-authenticated")

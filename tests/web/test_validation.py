@@ -195,3 +195,24 @@ def test_a_title_with_nul_is_refused_with_a_readable_page(admin: SignedIn, seed:
     )
     assert blank.status_code == 422
     assert "visible characters" in blank.text
+
+
+def test_signing_in_with_control_characters_is_refused_like_a_wrong_password(
+    app: FastAPI, seed: Seed
+) -> None:
+    with TestClient(app, raise_server_exceptions=False) as client:
+        page = client.get("/login")
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+        assert token is not None
+        response = client.post(
+            "/login",
+            data={
+                "email": "a\x00b@example.org",
+                "password": "x\x00",
+                "csrf_token": token.group(1),
+                "next": "/",
+            },
+            follow_redirects=False,
+        )
+        assert response.status_code == 401
+        assert "text/html" in response.headers["content-type"]
