@@ -276,7 +276,7 @@ class MemberOut(BaseModel):
 
 
 class MemberByEmailIn(Input):
-    email: Annotated[str, Field(min_length=3, max_length=254)]
+    email: Annotated[str, Field(min_length=3, max_length=254), Text()]
     role: Role = "member"
 
 

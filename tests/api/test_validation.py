@@ -306,3 +306,8 @@ def test_signing_in_with_control_characters_is_a_plain_401(client: TestClient) -
             "/api/v1/auth/token", data={"username": username, "password": "pw\x00"}
         )
         problem(response, 401, "not-authenticated")
+
+
+def test_adding_a_member_by_an_email_with_control_characters_is_refused(api: Api) -> None:
+    body = {"email": "ann\x00@example.org", "role": "member"}
+    problem(api.post("manager", f"/boards/{api.board_id}/members", body), 422, "validation")
