@@ -116,7 +116,16 @@ def snapshot(board_id: Id, session: DbSession, user: CurrentUser, at: datetime) 
     return _json(result.as_dict())
 
 
-@router.get("/delays.csv", response_class=Response)
+@router.get(
+    "/delays.csv",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "RFC 4180 CSV, UTF-8, formula cells neutralised.",
+            "content": {"text/csv": {"schema": {"type": "string"}}},
+        }
+    },
+)
 def delays_csv(window: BoardWindow, status: Literal["open", "closed", "all"] = "all") -> Response:
     """Every block open during the window as CSV (RFC 4180, UTF-8), formula cells neutralised."""
     name, text = analytics.delays_csv(status=status, **window.args)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 
 from app.api.deps import CurrentToken, CurrentUser, DbSession, Paging, commit
+from app.api.openapi import problems
 from app.api.schemas import PasswordChangeIn, UserIn, UserOut, UserPatch
 from app.client import client_ip
 from app.db import queries
@@ -42,7 +43,7 @@ def create_user(
     return UserOut.of(user)
 
 
-@router.get("/users", response_model=list[UserOut])
+@router.get("/users", response_model=list[UserOut], responses=problems(403))
 def list_users(session: DbSession, actor: CurrentUser, page: Paging) -> list[UserOut]:
     """Site admins only, in id order."""
     # Admin-only, phrased as create_user phrases it (an admin counts as a manager everywhere).
@@ -50,7 +51,7 @@ def list_users(session: DbSession, actor: CurrentUser, page: Paging) -> list[Use
     return [UserOut.of(u) for u in queries.users(session, limit=page.limit, offset=page.offset)]
 
 
-@router.get("/users/{user_id}", response_model=UserOut)
+@router.get("/users/{user_id}", response_model=UserOut, responses=problems(403))
 def get_user(user_id: Id, session: DbSession, actor: CurrentUser) -> UserOut:
     """Site admins only (the `Location` of a new user)."""
     require_role("manager" if actor.is_admin else None, "manager", doing="read user accounts")

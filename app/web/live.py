@@ -176,7 +176,18 @@ def _response(request: Request, access: StreamAccess) -> EventSourceResponse:
     )
 
 
-@api_router.get("/boards/{board_id}/stream")
+@api_router.get(
+    "/boards/{board_id}/stream",
+    response_class=EventSourceResponse,
+    responses={
+        200: {
+            "description": 'Server-Sent Events: `data: {"event_id": N}` for each new event.',
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        },
+        # Rendered as problem+json by app.api.openapi, like every API error.
+        401: {"description": "Not signed in."},
+    },
+)
 async def board_stream(request: Request, board_id: Id) -> EventSourceResponse:
     """SSE of a board's new events: `data: {"event_id": N}`; bearer token or session cookie."""
     access = await run_in_threadpool(_authorise, request, board_id)

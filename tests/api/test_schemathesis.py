@@ -146,3 +146,15 @@ def test_options_and_405_list_every_method_of_the_address(
 
 def test_options_on_an_unknown_address_is_404(client: TestClient) -> None:
     assert client.options("/api/v1/nothing-here").status_code == 404
+
+
+def test_non_json_answers_are_documented_as_what_they_are(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    delays = paths["/api/v1/boards/{board_id}/delays.csv"]["get"]["responses"]["200"]
+    assert list(delays["content"]) == ["text/csv"]
+    stream = paths["/api/v1/boards/{board_id}/stream"]["get"]["responses"]
+    assert list(stream["200"]["content"]) == ["text/event-stream"]
+    assert list(stream["401"]["content"]) == [MEDIA_TYPE]
+    # Reads only site admins may make say so.
+    assert "403" in paths["/api/v1/users"]["get"]["responses"]
+    assert "403" in paths["/api/v1/users/{user_id}"]["get"]["responses"]
