@@ -13,6 +13,14 @@ from fastapi import APIRouter, Depends, Query, Response
 from fastapi.responses import JSONResponse
 
 from app.api.deps import CurrentUser, DbSession
+from app.api.schemas import (
+    AgingOut,
+    CfdOut,
+    CycleTimesOut,
+    SnapshotOut,
+    ThroughputOut,
+    WaitingReasonOut,
+)
 from app.inputs import Id
 from app.services import analytics
 
@@ -51,6 +59,12 @@ class Window:
 BoardWindow = Annotated[Window, Depends()]
 
 
+def answer(model: Any) -> dict[int | str, dict[str, Any]]:
+    """`responses=` documenting the 200 answer's shape (the body is sent as the service built
+    it, not validated again)."""
+    return {200: {"model": model, "description": "Successful Response"}}
+
+
 def _json(body: Any) -> JSONResponse:
     """The services hand back JSON-ready values; skipping FastAPI's generic encoder keeps
     responses of thousands of rows cheap."""
@@ -64,32 +78,32 @@ def flow(window: BoardWindow) -> JSONResponse:
     return _json(analytics.flow_report(**window.args).as_dict())
 
 
-@router.get("/metrics/cycle-times")
+@router.get("/metrics/cycle-times", responses=answer(CycleTimesOut))
 def cycle_times(window: BoardWindow) -> JSONResponse:
     """Items done in the window with cycle and lead times; 50/85/95 nearest-rank percentiles."""
     return _json(analytics.cycle_times(**window.args).as_dict())
 
 
-@router.get("/metrics/throughput")
+@router.get("/metrics/throughput", responses=answer(list[ThroughputOut]))
 def throughput(window: BoardWindow, interval: Literal["day", "week"] = "day") -> JSONResponse:
     """Items entering done per day or week (Monday weeks)."""
     buckets = analytics.throughput(interval=interval, **window.args)
     return _json([{"start": b.start.isoformat(), "count": b.count} for b in buckets])
 
 
-@router.get("/metrics/cfd")
+@router.get("/metrics/cfd", responses=answer(CfdOut))
 def cfd(window: BoardWindow) -> JSONResponse:
     """Cumulative flow: items in each state at the end of each day."""
     return _json(analytics.cfd(**window.args).as_dict())
 
 
-@router.get("/metrics/aging")
+@router.get("/metrics/aging", responses=answer(AgingOut))
 def aging(window: BoardWindow) -> JSONResponse:
     """Open committed items with their age; the window's cycle-time percentiles for reference."""
     return _json(analytics.aging(**window.args).as_dict())
 
 
-@router.get("/metrics/waiting-reasons")
+@router.get("/metrics/waiting-reasons", responses=answer(list[WaitingReasonOut]))
 def waiting_reasons(window: BoardWindow) -> JSONResponse:
     """Blocks per reason with their blocked time in the window, most time first."""
     rows = analytics.waiting_reasons(**window.args)
@@ -109,7 +123,7 @@ def forecast(
     return _json(analytics.forecast(items=items, until=until, **window.args).as_dict())
 
 
-@router.get("/snapshot")
+@router.get("/snapshot", responses=answer(SnapshotOut))
 def snapshot(board_id: Id, session: DbSession, user: CurrentUser, at: datetime) -> JSONResponse:
     """The board as it was at `at`, rebuilt from the events."""
     result = analytics.snapshot(session=session, board_id=board_id, actor=user, at=at)

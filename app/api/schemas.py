@@ -580,3 +580,72 @@ class ImportIn(BaseModel):
 
 class ImportOut(BaseModel):
     imported: int
+
+
+# --- analytics answers ---------------------------------------------------------------------
+# Documentation only: the analytics routes send the services' JSON-ready dicts as they are
+# (cheap for thousands of rows); schemathesis checks the answers against these.
+
+Percentiles = Annotated[
+    dict[str, float | None], Field(description='"50", "85" and "95": nearest-rank values.')
+]
+
+
+class CycleTimeOut(BaseModel):
+    item_id: int
+    key: str
+    done_at: datetime
+    cycle_seconds: float
+    lead_seconds: float
+
+
+class CycleTimesOut(BaseModel):
+    items: list[CycleTimeOut]
+    percentiles: Percentiles
+
+
+class ThroughputOut(BaseModel):
+    start: date
+    count: int
+
+
+class CfdStateOut(BaseModel):
+    state_id: int
+    name: str
+    counts: list[int]
+
+
+class CfdOut(BaseModel):
+    days: list[date]
+    states: list[CfdStateOut]
+
+
+class AgingItemOut(BaseModel):
+    item_id: int
+    key: str
+    state_id: int
+    age_seconds: float
+
+
+class AgingOut(BaseModel):
+    items: list[AgingItemOut]
+    percentiles: Percentiles
+
+
+class WaitingReasonOut(BaseModel):
+    reason: str
+    count: int
+    blocked_seconds: float
+
+
+class SnapshotItemOut(BaseModel):
+    item_id: int
+    key: str
+    state_id: int
+    stage: str | None
+    blocked: bool
+
+
+class SnapshotOut(BaseModel):
+    at: datetime
+    items: list[SnapshotItemOut]
