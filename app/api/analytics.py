@@ -17,6 +17,8 @@ from app.api.schemas import (
     AgingOut,
     CfdOut,
     CycleTimesOut,
+    FlowOut,
+    ForecastOut,
     SnapshotOut,
     ThroughputOut,
     WaitingReasonOut,
@@ -71,7 +73,7 @@ def _json(body: Any) -> JSONResponse:
     return JSONResponse(body)
 
 
-@router.get("/flow")
+@router.get("/flow", responses=answer(FlowOut))
 def flow(window: BoardWindow) -> JSONResponse:
     """Per state WIP, queue, time in state, wait vs work, blocked time, % of time at the WIP
     limit and rework; the bottleneck, flow efficiency, throughput, average WIP and cycle time."""
@@ -112,7 +114,7 @@ def waiting_reasons(window: BoardWindow) -> JSONResponse:
     )
 
 
-@router.get("/forecast")
+@router.get("/forecast", responses=answer(ForecastOut))
 def forecast(
     window: BoardWindow,
     items: Annotated[int | None, Query(ge=1, le=10_000)] = None,

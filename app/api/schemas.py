@@ -649,3 +649,52 @@ class SnapshotItemOut(BaseModel):
 class SnapshotOut(BaseModel):
     at: datetime
     items: list[SnapshotItemOut]
+
+
+class StateFlowOut(BaseModel):
+    state_id: int
+    name: str
+    kind: str
+    wip: int
+    limit: int | None
+    queue: int
+    oldest_ready_seconds: float | None
+    median_seconds_in_state: float | None
+    p85_seconds_in_state: float | None
+    doing_seconds: float
+    ready_seconds: float
+    blocked_seconds: float
+    blocked_now: int
+    pct_time_at_limit: float | None
+    rework_count: int
+    sent_back_into_count: int
+    queue_wait_seconds: float
+    items_waited_in_front: int
+
+
+class FlowOut(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    from_: Annotated[datetime, Field(alias="from")]
+    to: datetime
+    states: list[StateFlowOut]
+    bottleneck_state_id: int | None
+    flow_efficiency: float | None
+    throughput_per_week: float
+    avg_wip: float
+    avg_cycle_time_seconds: float | None
+    summary: str
+    class_of_service: str | None
+
+
+class ForecastOut(BaseModel):
+    percentiles: Annotated[
+        dict[str, date | int | None],
+        Field(description='"50", "85", "95": dates for `items`, counts for `until`.'),
+    ]
+    history_days: int
+    runs: int
+    items: int | None = None
+    until: date | None = None
+    days: dict[str, int | None] | None = None
+    start_date: date | None = None

@@ -8,6 +8,7 @@ and content type. Select alone with `-m schemathesis`; it is part of the normal 
 
 from __future__ import annotations
 
+from datetime import date, timedelta
 from typing import Any
 
 import pytest
@@ -175,6 +176,8 @@ def test_analytics_answers_with_history_match_their_documented_shapes(
         AgingOut,
         CfdOut,
         CycleTimesOut,
+        FlowOut,
+        ForecastOut,
         SnapshotOut,
         ThroughputOut,
         WaitingReasonOut,
@@ -203,6 +206,9 @@ def test_analytics_answers_with_history_match_their_documented_shapes(
         ("/metrics/aging", window, AgingOut),
         ("/metrics/waiting-reasons", window, list[WaitingReasonOut]),
         ("/snapshot", {"at": "2026-03-05T18:00:00Z"}, SnapshotOut),
+        ("/flow", window, FlowOut),
+        ("/forecast", {**window, "items": "3"}, ForecastOut),
+        ("/forecast", {**window, "until": str(date.today() + timedelta(days=30))}, ForecastOut),
     ]
     for path, params, shape in shapes:
         response = client.get(base + path, params=params, headers=headers)
