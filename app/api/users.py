@@ -11,10 +11,10 @@ from app.api.schemas import PasswordChangeIn, UserIn, UserOut, UserPatch
 from app.client import client_ip
 from app.db import queries
 from app.db.models import User
-from app.flow.errors import NotFound
+from app.flow.errors import NotFound, WrongCurrentPassword
 from app.flow.rules import require_role
 from app.inputs import Id
-from app.services import users
+from app.services import throttle, users
 
 router = APIRouter(tags=["users"])
 
@@ -69,14 +69,18 @@ def change_my_password(
     this request stays valid. A wrong `current_password` is 422 `validation` (not 401: the
     token itself is fine); a `new_password` under 8 characters is 422 too."""
     user, token = found
-    users.change_password(
-        session=session,
-        user=user,
-        current_password=body.current_password,
-        new_password=body.new_password,
-        keep_token_id=token.id,
-        ip=client_ip(request),
-    )
+    try:
+        throttle.change_password(
+            session=session,
+            user=user,
+            current_password=body.current_password,
+            new_password=body.new_password,
+            keep_token_id=token.id,
+            ip=client_ip(request),
+        )
+    except WrongCurrentPassword:
+        commit(session)  # the counted failure outlives the refusal
+        raise
     commit(session)
     return Response(status_code=204)
 

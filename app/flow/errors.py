@@ -90,6 +90,10 @@ class InvalidInput(FlowError):
     title = "Invalid input"
 
 
+class WrongCurrentPassword(InvalidInput):
+    """A password change whose current password is wrong (422, counted like a failed sign-in)."""
+
+
 class NotAuthenticated(FlowError):
     slug = "not-authenticated"
     status = 401

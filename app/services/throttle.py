@@ -8,6 +8,7 @@ hashing and its answer says nothing about the password.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
@@ -15,7 +16,7 @@ from sqlalchemy.orm import Session
 from app.db import audit_queries, queries
 from app.db.models import SignInThrottle, User
 from app.flow import throttle as rules
-from app.flow.errors import NotAuthenticated, TooManyAttempts
+from app.flow.errors import NotAuthenticated, TooManyAttempts, WrongCurrentPassword
 from app.flow.text import text_problem
 from app.services import audit, users
 
@@ -45,17 +46,18 @@ def _counter(row: SignInThrottle | None) -> rules.Counter | None:
     )
 
 
-def sign_in(
-    *, session: Session, email: str, password: str, ip: str, now: datetime | None = None
-) -> User:
-    """The account whose email and password these are.
+@dataclass
+class _Admitted:
+    """An attempt the throttle lets through, with its locked counter rows."""
 
-    Raises TooManyAttempts (`retry_after` seconds; nothing was verified, nothing changed)
-    or NotAuthenticated, after adding the counted failure and its audit rows to `session`:
-    the caller commits before answering, so the failure outlives the refusal.
-    """
-    now = now or current_time()
-    ip = ip[:64]
+    address_row: SignInThrottle | None
+    account_row: SignInThrottle | None
+    account: User | None
+    keys: tuple[str, str]
+
+
+def _admit(session: Session, *, email: str, ip: str, now: datetime) -> _Admitted:
+    """Locks this address's and account's counters; raises TooManyAttempts while blocked."""
     keys = address_key(ip), account_key(email)
     rows = audit_queries.lock_throttle_rows(session, keys, now)
     address_row, account_row = rows.get(keys[0]), rows.get(keys[1])
@@ -75,6 +77,27 @@ def sign_in(
             + f": wait {rules.wait_in_words(refused.retry_after)}, then try again.",
             retry_after=refused.retry_after,
         )
+    return _Admitted(address_row, account_row, account, keys)
+
+
+def sign_in(
+    *, session: Session, email: str, password: str, ip: str, now: datetime | None = None
+) -> User:
+    """The account whose email and password these are.
+
+    Raises TooManyAttempts (`retry_after` seconds; nothing was verified, nothing changed)
+    or NotAuthenticated, after adding the counted failure and its audit rows to `session`:
+    the caller commits before answering, so the failure outlives the refusal.
+    """
+    now = now or current_time()
+    ip = ip[:64]
+    admitted = _admit(session, email=email, ip=ip, now=now)
+    address_row, account_row, account, keys = (
+        admitted.address_row,
+        admitted.account_row,
+        admitted.account,
+        admitted.keys,
+    )
     try:
         user = users.authenticate(session=session, email=email, password=password)
     except NotAuthenticated:
@@ -93,6 +116,50 @@ def sign_in(
     )
     session.flush()
     return user
+
+
+def change_password(
+    *,
+    session: Session,
+    user: User,
+    current_password: str,
+    new_password: str,
+    ip: str,
+    keep_session_id: int | None = None,
+    keep_token_id: int | None = None,
+    now: datetime | None = None,
+) -> None:
+    """users.change_password, throttled like signing in: a wrong current password counts as a
+    failed sign-in of this account from this address, so a stolen session cannot be used to
+    guess the password.
+
+    Raises TooManyAttempts, or WrongCurrentPassword after adding the counted failure to
+    `session` (the caller commits it before answering), or InvalidInput for the new password.
+    """
+    now = now or current_time()
+    ip = ip[:64]
+    admitted = _admit(session, email=user.email, ip=ip, now=now)
+    try:
+        users.change_password(
+            session=session,
+            user=user,
+            current_password=current_password,
+            new_password=new_password,
+            keep_session_id=keep_session_id,
+            keep_token_id=keep_token_id,
+            ip=ip,
+            now=now,
+        )
+    except WrongCurrentPassword:
+        _count_failure(
+            session,
+            admitted.address_row,
+            admitted.account_row,
+            account=user,
+            ip=ip,
+            now=now,
+        )
+        raise
 
 
 def _count_failure(

@@ -15,7 +15,13 @@ from app.config import get_settings
 from app.db import queries
 from app.db.models import ApiToken, PasswordReset, User, WebSession
 from app.db.session import Database
-from app.flow.errors import EmailTaken, InvalidInput, NotAuthenticated, NotFound
+from app.flow.errors import (
+    EmailTaken,
+    InvalidInput,
+    NotAuthenticated,
+    NotFound,
+    WrongCurrentPassword,
+)
 from app.flow.rules import require_role
 from app.flow.text import checked_text
 from app.live import notify
@@ -255,7 +261,7 @@ def change_password(
     """
     now = now or queries.now()
     if not verify_password(user.password_hash, current_password or ""):
-        raise InvalidInput("The current password is not right.", field="current_password")
+        raise WrongCurrentPassword("The current password is not right.", field="current_password")
     _check_new_password(new_password, field="new_password")
     _set_password(
         session,

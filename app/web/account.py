@@ -17,9 +17,9 @@ from app.client import client_ip
 from app.db import queries
 from app.db.models import ApiToken, User
 from app.deps import DbSession, commit
-from app.flow.errors import FlowError, InvalidInput
+from app.flow.errors import FlowError, InvalidInput, WrongCurrentPassword
 from app.inputs import Id
-from app.services import tokens, users
+from app.services import throttle, tokens, users
 from app.web.common import header_summary, see_other
 from app.web.deps import (
     PRE_AUTH_COOKIE,
@@ -80,7 +80,7 @@ def change_password(
     try:
         if form.get("new_password", "") != form.get("new_password2", ""):
             raise InvalidInput("The two new passwords differ; type the same one twice.")
-        users.change_password(
+        throttle.change_password(
             session=session,
             user=user,
             current_password=form.get("current_password", ""),
@@ -89,6 +89,9 @@ def change_password(
             ip=client_ip(request),
         )
         commit(session)
+    except WrongCurrentPassword as error:
+        commit(session)  # the counted failure outlives the refusal
+        return _account_page(request, session, user, alert=error.detail, status_code=error.status)
     except FlowError as error:
         session.rollback()
         return _account_page(request, session, user, alert=error.detail, status_code=error.status)

@@ -271,3 +271,36 @@ def test_racing_failures_count_exactly(seed: Seed, clock: Clock) -> None:
     assert counted[throttle.address_key("192.0.2.99")].failures == 5
     assert counted[throttle.account_key(email)].failures == 5
     assert len(audit_rows(database, "sign_in_failed")) == 5
+
+
+def test_wrong_current_passwords_on_a_password_change_are_throttled_like_sign_ins(
+    client: TestClient, seed: Seed, clock: Clock, database: Database
+) -> None:
+    """A stolen token or session must not become a way to guess the account's password."""
+    email = seed.users["member"].email
+    bearer = {"Authorization": f"Bearer {token(client, email, PASSWORD).json()['access_token']}"}
+    attempts = [
+        client.post(
+            "/api/v1/users/me/password",
+            json={"current_password": f"guess-{n}", "new_password": "a-new-password"},
+            headers=bearer,
+        )
+        for n in range(12)
+    ]
+    assert attempts[0].status_code == 422
+    assert problem(attempts[0], 422, "validation")["field"] == "current_password"
+    refused = [r for r in attempts if r.status_code == 429]
+    assert refused, [r.status_code for r in attempts]
+    problem(refused[0], 429, "too-many-attempts")
+    assert int(refused[0].headers["Retry-After"]) >= 1
+    # Even the right current password waits while the block lasts ...
+    right = {"current_password": PASSWORD, "new_password": "a-new-password"}
+    assert client.post("/api/v1/users/me/password", json=right, headers=bearer).status_code == 429
+    with database.unit_of_work() as session:
+        failed = session.scalars(
+            select(AuditEvent).where(AuditEvent.type == "sign_in_failed")
+        ).all()
+    assert len(failed) >= 5
+    # ... and goes through once it has passed.
+    clock.advance(3600)
+    assert client.post("/api/v1/users/me/password", json=right, headers=bearer).status_code == 204
