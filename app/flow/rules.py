@@ -296,9 +296,20 @@ def check_mark_ready(
 
 
 def check_unready(
-    *, item: ItemFacts, state: StateFacts, actor_id: int, actor_role: str | None
+    *,
+    item: ItemFacts,
+    state: StateFacts,
+    actor_id: int,
+    actor_role: str | None,
+    owner_doing: int = 0,
+    personal_limit: int | None = None,
 ) -> None:
-    """Rule 2's take-back. Raises InvalidMove or InsufficientRole."""
+    """Rule 2's take-back. The item returns to its owner's doing work, so the board's personal
+    limit applies as for a pull (else "ready, pull another, take back" bypasses it);
+    `owner_doing` is the owner's doing items on the board now.
+
+    Raises InvalidMove, InsufficientRole or PersonalWipLimitReached.
+    """
     require_role(actor_role, "member", doing="take items back")
     if item.closed or state.kind != "work" or item.stage != "ready":
         raise InvalidMove(
@@ -308,6 +319,14 @@ def check_unready(
     if not _is_owner_or_manager(item, actor_id, actor_role):
         raise InsufficientRole(
             f"Only {item.key}'s owner or a manager can take it back.", required_role="manager"
+        )
+    if item.owner_id is not None and personal_limit is not None and owner_doing >= personal_limit:
+        who = "You are" if item.owner_id == actor_id else "Its owner is"
+        raise PersonalWipLimitReached(
+            f"{who} already doing {owner_doing} items on this board (personal limit "
+            f"{personal_limit}): finish one before taking {item.key} back.",
+            wip=owner_doing,
+            limit=personal_limit,
         )
 
 

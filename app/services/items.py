@@ -505,8 +505,20 @@ def unready(
     """Rule 2's take-back while nobody has pulled. Raises rules.check_unready's."""
     now = now or queries.now()
     ctx = _load(session, item_id, actor, lock=True)
+    owner_doing = 0
+    limit = ctx.board.personal_wip_limit
+    if limit is not None and ctx.item.owner_id is not None and ctx.item.stage == "ready":
+        queries.lock_user(session, ctx.item.owner_id)  # as a pull by the owner would
+        _, owner_doing = queries.wip_counts(
+            session, board_id=ctx.board.id, state_id=ctx.item.state_id, owner_id=ctx.item.owner_id
+        )
     rules.check_unready(
-        item=ctx.facts, state=state_facts(ctx.state), actor_id=actor.id, actor_role=ctx.role
+        item=ctx.facts,
+        state=state_facts(ctx.state),
+        actor_id=actor.id,
+        actor_role=ctx.role,
+        owner_doing=owner_doing,
+        personal_limit=limit,
     )
     ctx.item.stage = "doing"
     events.record(
@@ -656,6 +668,11 @@ def edit_item(
             member = queries.membership(session, ctx.board.id, int(str(value)))
             if member is None or not rules.role_at_least(member.role, "member"):
                 raise InvalidInput("The owner must be a member of this board.")
+            person = session.get(User, member.user_id)
+            if person is None or not person.is_active:
+                raise InvalidInput(
+                    "That account is deactivated; choose someone who can still sign in."
+                )
             override, owner_doing = _check_assignment(ctx, member.user_id, actor, override_reason)
         if name == "class_of_service" and value is None:
             raise InvalidInput("class_of_service cannot be empty.")

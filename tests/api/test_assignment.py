@@ -139,3 +139,25 @@ def test_html_edit_form_obeys_the_personal_limit(api: Api, client: TestClient) -
     assert "You are already doing 1 items on this board (personal limit 1)" in response.text
     after = api.ok(api.get("member", f"/items/{theirs['id']}"))
     assert after["owner_id"] == uid(api, "member2")
+
+
+def test_taking_back_a_ready_item_obeys_the_personal_limit(api: Api) -> None:
+    """Mark ready, pull another, take the first back: that must not exceed the limit."""
+    personal_limit(api, 1)
+    first = api.item_in("build-ready", owner="member")
+    api.item_in("build", owner="member")
+    body = problem(
+        api.post("member", f"/items/{first['id']}/unready"), 409, "personal-wip-limit-reached"
+    )
+    assert (body["wip"], body["limit"]) == (1, 1)
+    assert api.ok(api.get("member", f"/items/{first['id']}"))["stage"] == "ready"
+    personal_limit(api, 2)
+    assert api.ok(api.post("member", f"/items/{first['id']}/unready"))["stage"] == "doing"
+
+
+def test_a_deactivated_account_cannot_be_given_work(api: Api) -> None:
+    mine = api.item_in("build", owner="member")
+    api.ok(api.patch("admin", f"/users/{uid(api, 'member2')}", {"is_active": False}))
+    body = problem(assign(api, "manager", mine, "member2"), 422, "validation")
+    assert "deactivated" in body["detail"]
+    assert api.ok(api.get("member", f"/items/{mine['id']}"))["owner_id"] == uid(api, "member")

@@ -528,6 +528,25 @@ def test_unready_refusals() -> None:
     assert viewer.fields == {"required_role": "member"}
 
 
+def test_unready_obeys_the_owners_personal_limit() -> None:
+    """Taking back adds to the owner's doing work, as a pull would."""
+    unready(owner_doing=1, personal_limit=2)
+    unready(owner_doing=5, personal_limit=None)
+    mine = refused(
+        PersonalWipLimitReached, unready, "You are already doing 2", owner_doing=2, personal_limit=2
+    )
+    assert mine.fields == {"wip": 2, "limit": 2}
+    refused(
+        PersonalWipLimitReached,
+        unready,
+        "Its owner is already doing 3",
+        actor_id=OTHER,
+        actor_role="manager",
+        owner_doing=3,
+        personal_limit=3,
+    )
+
+
 # ---------------------------------------------------------------- rule 3: send back
 
 
