@@ -143,7 +143,11 @@ class AuditEvent(Base):
     """Security-relevant happenings for site admins: sign-ins, refusals, role and token changes."""
 
     __tablename__ = "audit_event"
-    __table_args__ = (Index("ix_audit_event_type_id", "type", "id"),)
+    __table_args__ = (
+        Index("ix_audit_event_type_id", "type", "id"),
+        # "Has this account signed in from this address before?" (sign-in throttling).
+        Index("ix_audit_event_actor_id_type_ip", "actor_id", "type", "ip"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)

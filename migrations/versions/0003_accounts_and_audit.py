@@ -57,6 +57,9 @@ def upgrade() -> None:
     with op.batch_alter_table("audit_event", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_audit_event_at"), ["at"], unique=False)
         batch_op.create_index("ix_audit_event_type_id", ["type", "id"], unique=False)
+        batch_op.create_index(
+            "ix_audit_event_actor_id_type_ip", ["actor_id", "type", "ip"], unique=False
+        )
 
     op.create_table(
         "idempotency_key",
@@ -156,6 +159,7 @@ def downgrade() -> None:
 
     op.drop_table("idempotency_key")
     with op.batch_alter_table("audit_event", schema=None) as batch_op:
+        batch_op.drop_index("ix_audit_event_actor_id_type_ip")
         batch_op.drop_index("ix_audit_event_type_id")
         batch_op.drop_index(batch_op.f("ix_audit_event_at"))
 
