@@ -19,7 +19,9 @@ class Settings(BaseSettings):
         default="",
         description="SQLAlchemy URL; empty means a SQLite file under ./var/.",
     )
-    secret_key: str = Field(default="", description="Signs nothing yet; kept for sessions.")
+    secret_key: str = Field(
+        default="", description="Signs the CSRF tokens of the sign-in, setup and reset forms."
+    )
     session_days: int = Field(default=14, description="How long a browser session lives.")
     session_idle_hours: float = Field(
         default=12, description="A browser session unused this long ends (besides session_days)."
