@@ -457,9 +457,7 @@ def user_names(session: Session, user_ids: set[int]) -> dict[int, str]:
         return {}
     rows = session.execute(select(User.id, User.name, User.is_active).where(User.id.in_(user_ids)))
     # A deactivated owner keeps their items; people see that they are gone.
-    return {
-        user_id: name if active else f"{name} (deactivated)" for user_id, name, active in rows
-    }
+    return {user_id: name if active else f"{name} (deactivated)" for user_id, name, active in rows}
 
 
 def now() -> datetime:
