@@ -6,9 +6,11 @@ service call, committed here, then serialised.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
 
 from app.api.deps import CurrentUser, DbSession, Paging, commit
+from app.api.idempotent import IdempotencyKeyHeader, create_once
 from app.api.schemas import (
     BlockReasonIn,
     BlockReasonOut,
@@ -39,24 +41,30 @@ router = APIRouter(tags=["boards"])
 
 @router.post("/boards", response_model=BoardOut, status_code=201)
 def create_board(
-    body: BoardIn, session: DbSession, actor: CurrentUser, response: Response
-) -> BoardOut:
+    body: BoardIn,
+    request: Request,
+    session: DbSession,
+    actor: CurrentUser,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> JSONResponse:
     """Site admins only; the creator becomes the board's manager. A bad state layout is 422."""
-    board = boards.create_board(
-        session=session,
-        actor=actor,
-        name=body.name,
-        key=body.key,
-        template=body.template,
-        states=[StateSpec(s.name, s.kind, s.wip_limit, s.pull_role) for s in body.states]
-        if body.states is not None
-        else None,
-        personal_wip_limit=body.personal_wip_limit,
-        expedite_exceeds_limits=body.expedite_exceeds_limits,
-    )
-    commit(session)
-    response.headers["Location"] = f"/api/v1/boards/{board.id}"
-    return board_out(session, board, "manager")
+
+    def create() -> tuple[BoardOut, str]:
+        board = boards.create_board(
+            session=session,
+            actor=actor,
+            name=body.name,
+            key=body.key,
+            template=body.template,
+            states=[StateSpec(s.name, s.kind, s.wip_limit, s.pull_role) for s in body.states]
+            if body.states is not None
+            else None,
+            personal_wip_limit=body.personal_wip_limit,
+            expedite_exceeds_limits=body.expedite_exceeds_limits,
+        )
+        return board_out(session, board, "manager"), f"/api/v1/boards/{board.id}"
+
+    return create_once(session, request, actor=actor, key=idempotency_key, body=body, create=create)
 
 
 @router.get("/boards", response_model=list[BoardOut])
@@ -141,21 +149,34 @@ def remove_member(board_id: Id, user_id: Id, session: DbSession, actor: CurrentU
 
 @router.post("/boards/{board_id}/states", response_model=StateOut, status_code=201)
 def add_state(
-    board_id: Id, body: StateIn, session: DbSession, actor: CurrentUser, response: Response
-) -> StateOut:
+    board_id: Id,
+    body: StateIn,
+    request: Request,
+    session: DbSession,
+    actor: CurrentUser,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> JSONResponse:
     """Managers only: a new work state (default: just before done)."""
-    state = boards.add_state(
-        session=session,
-        board_id=board_id,
-        actor=actor,
-        name=body.name,
-        wip_limit=body.wip_limit,
-        pull_role=body.pull_role,
-        position=body.position,
-    )
-    commit(session)
-    response.headers["Location"] = f"/api/v1/states/{state.id}"
-    return state_out(session, state)
+
+    def create() -> tuple[StateOut, str]:
+        state = boards.add_state(
+            session=session,
+            board_id=board_id,
+            actor=actor,
+            name=body.name,
+            wip_limit=body.wip_limit,
+            pull_role=body.pull_role,
+            position=body.position,
+        )
+        return state_out(session, state), f"/api/v1/states/{state.id}"
+
+    return create_once(session, request, actor=actor, key=idempotency_key, body=body, create=create)
+
+
+@router.get("/states/{state_id}", response_model=StateOut)
+def get_state(state_id: Id, session: DbSession, actor: CurrentUser) -> StateOut:
+    """A state with its WIP now and its criteria (the `Location` of a new state)."""
+    return state_out(session, boards.get_state(session=session, state_id=state_id, actor=actor))
 
 
 @router.patch("/states/{state_id}", response_model=StateOut)
@@ -180,15 +201,30 @@ def delete_state(state_id: Id, session: DbSession, actor: CurrentUser) -> Respon
 
 @router.post("/states/{state_id}/criteria", response_model=CriterionOut, status_code=201)
 def add_criterion(
-    state_id: Id, body: CriterionIn, session: DbSession, actor: CurrentUser, response: Response
-) -> CriterionOut:
+    state_id: Id,
+    body: CriterionIn,
+    request: Request,
+    session: DbSession,
+    actor: CurrentUser,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> JSONResponse:
     """Managers only: an `entry` (definition of ready) or `exit` (definition of done) check."""
-    criterion = boards.add_criterion(
-        session=session, state_id=state_id, actor=actor, text=body.text, gate=body.gate
+
+    def create() -> tuple[CriterionOut, str]:
+        criterion = boards.add_criterion(
+            session=session, state_id=state_id, actor=actor, text=body.text, gate=body.gate
+        )
+        return CriterionOut.of(criterion), f"/api/v1/criteria/{criterion.id}"
+
+    return create_once(session, request, actor=actor, key=idempotency_key, body=body, create=create)
+
+
+@router.get("/criteria/{criterion_id}", response_model=CriterionOut)
+def get_criterion(criterion_id: Id, session: DbSession, actor: CurrentUser) -> CriterionOut:
+    """One readiness criterion (the `Location` of a new criterion)."""
+    return CriterionOut.of(
+        boards.get_criterion(session=session, criterion_id=criterion_id, actor=actor)
     )
-    commit(session)
-    response.headers["Location"] = f"/api/v1/criteria/{criterion.id}"
-    return CriterionOut.of(criterion)
 
 
 @router.delete("/criteria/{criterion_id}", status_code=204)
@@ -209,13 +245,20 @@ def list_block_reasons(
 
 @router.post("/boards/{board_id}/block-reasons", response_model=BlockReasonOut, status_code=201)
 def add_block_reason(
-    board_id: Id, body: BlockReasonIn, session: DbSession, actor: CurrentUser, response: Response
-) -> BlockReasonOut:
+    board_id: Id,
+    body: BlockReasonIn,
+    request: Request,
+    session: DbSession,
+    actor: CurrentUser,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> JSONResponse:
     """Managers only."""
-    reason = boards.add_block_reason(
-        session=session, board_id=board_id, actor=actor, name=body.name
-    )
-    commit(session)
-    # No single-reason address exists; the list is where the new reason can be read.
-    response.headers["Location"] = f"/api/v1/boards/{board_id}/block-reasons"
-    return BlockReasonOut.of(reason)
+
+    def create() -> tuple[BlockReasonOut, str]:
+        reason = boards.add_block_reason(
+            session=session, board_id=board_id, actor=actor, name=body.name
+        )
+        # No single-reason address exists; the list is where the new reason can be read.
+        return BlockReasonOut.of(reason), f"/api/v1/boards/{board_id}/block-reasons"
+
+    return create_once(session, request, actor=actor, key=idempotency_key, body=body, create=create)

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
 from app.api.deps import CurrentUser, DbSession, Paging, commit
+from app.api.idempotent import IdempotencyKeyHeader, create_once
 from app.api.schemas import (
     BlockIn,
     BlockOut,
@@ -29,7 +30,7 @@ from app.api.schemas import (
 )
 from app.db import queries
 from app.inputs import Id, SingleLine
-from app.services import blocks, idempotency, items
+from app.services import blocks, items
 from app.services.access import visible_item
 
 router = APIRouter(tags=["items"])
@@ -39,58 +40,26 @@ router = APIRouter(tags=["items"])
 def create_item(
     board_id: Id,
     body: ItemIn,
+    request: Request,
     session: DbSession,
     actor: CurrentUser,
-    response: Response,
-    idempotency_key: Annotated[
-        str | None,
-        Header(
-            alias=idempotency.HEADER,
-            pattern=idempotency.KEY_PATTERN,
-            description="Any unique string (a UUID): a repeat with the same key and body "
-            "within 24 h answers the first result and creates nothing; another body is 422.",
-        ),
-    ] = None,
-) -> ItemOut | JSONResponse:
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> JSONResponse:
     """Members and above: a new option in the backlog. A full backlog: `wip-limit-reached`."""
-    key_row = None
-    if idempotency_key is not None:
-        claimed = idempotency.claim(
-            session,
-            user_id=actor.id,
-            scope=f"POST /api/v1/boards/{board_id}/items",
-            key=idempotency_key,
-            request_hash=idempotency.fingerprint(body.model_dump(mode="json")),
+
+    def create() -> tuple[ItemOut, str]:
+        detail = items.create_item(
+            session=session,
+            board_id=board_id,
+            actor=actor,
+            title=body.title,
+            description=body.description,
+            class_of_service=body.class_of_service,
+            due_date=body.due_date,
         )
-        if isinstance(claimed, idempotency.Answer):
-            headers = {"Idempotent-Replayed": "true"}
-            if claimed.location:
-                headers["Location"] = claimed.location
-            return JSONResponse(claimed.body, status_code=claimed.status_code, headers=headers)
-        key_row = claimed
-    detail = items.create_item(
-        session=session,
-        board_id=board_id,
-        actor=actor,
-        title=body.title,
-        description=body.description,
-        class_of_service=body.class_of_service,
-        due_date=body.due_date,
-    )
-    location = f"/api/v1/items/{detail.item.id}"
-    out = item_out(session, detail)
-    if key_row is not None:
-        # Same transaction as the item: a client that gave up and retries gets this answer.
-        idempotency.remember(
-            session,
-            key_row,
-            status_code=201,
-            body=out.model_dump(mode="json", by_alias=True),
-            location=location,
-        )
-    commit(session)
-    response.headers["Location"] = location
-    return out
+        return item_out(session, detail), f"/api/v1/items/{detail.item.id}"
+
+    return create_once(session, request, actor=actor, key=idempotency_key, body=body, create=create)
 
 
 @router.get("/boards/{board_id}/items", response_model=list[ItemOut])
@@ -216,20 +185,27 @@ def set_criterion(
 
 @router.post("/items/{item_id}/blocks", response_model=BlockOut, status_code=201)
 def block_item(
-    item_id: Id, body: BlockIn, session: DbSession, actor: CurrentUser, response: Response
-) -> BlockOut:
+    item_id: Id,
+    body: BlockIn,
+    request: Request,
+    session: DbSession,
+    actor: CurrentUser,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> JSONResponse:
     """Record why the item waits. One open block per item (`already-blocked`)."""
-    block = blocks.block_item(
-        session=session,
-        item_id=item_id,
-        actor=actor,
-        reason_id=body.reason_id,
-        note=body.note,
-        waiting_on=body.waiting_on,
-    )
-    commit(session)
-    response.headers["Location"] = f"/api/v1/blocks/{block.id}"
-    return block_out(session, block)
+
+    def create() -> tuple[BlockOut, str]:
+        block = blocks.block_item(
+            session=session,
+            item_id=item_id,
+            actor=actor,
+            reason_id=body.reason_id,
+            note=body.note,
+            waiting_on=body.waiting_on,
+        )
+        return block_out(session, block), f"/api/v1/blocks/{block.id}"
+
+    return create_once(session, request, actor=actor, key=idempotency_key, body=body, create=create)
 
 
 @router.get("/blocks/{block_id}", response_model=BlockOut)
@@ -259,13 +235,19 @@ def list_comments(
 
 @router.post("/items/{item_id}/comments", response_model=CommentOut, status_code=201)
 def add_comment(
-    item_id: Id, body: CommentIn, session: DbSession, actor: CurrentUser, response: Response
-) -> CommentOut:
-    comment = blocks.add_comment(session=session, item_id=item_id, actor=actor, body=body.body)
-    commit(session)
-    # Comments have no address of their own; the item's list is where the new one is read.
-    response.headers["Location"] = f"/api/v1/items/{item_id}/comments"
-    return CommentOut.of(comment, actor.name)
+    item_id: Id,
+    body: CommentIn,
+    request: Request,
+    session: DbSession,
+    actor: CurrentUser,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> JSONResponse:
+    def create() -> tuple[CommentOut, str]:
+        comment = blocks.add_comment(session=session, item_id=item_id, actor=actor, body=body.body)
+        # Comments have no address of their own; the item's list is where the new one is read.
+        return CommentOut.of(comment, actor.name), f"/api/v1/items/{item_id}/comments"
+
+    return create_once(session, request, actor=actor, key=idempotency_key, body=body, create=create)
 
 
 @router.get("/items/{item_id}/events", response_model=list[EventOut])

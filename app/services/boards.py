@@ -363,6 +363,24 @@ def _state_on_visible_board(
     return state, board
 
 
+def get_state(*, session: Session, state_id: int, actor: User) -> State:
+    """A state of a board the actor can see. Raises NotFound (also for non-members)."""
+    state, _ = _state_on_visible_board(session, state_id, actor, required="viewer", doing="")
+    return state
+
+
+def get_criterion(*, session: Session, criterion_id: int, actor: User) -> Criterion:
+    """A criterion of a board the actor can see. Raises NotFound (also for non-members)."""
+    criterion = session.get(Criterion, criterion_id)
+    try:
+        if criterion is None:
+            raise NotFound("")
+        get_state(session=session, state_id=criterion.state_id, actor=actor)
+    except NotFound:
+        raise NotFound("No such criterion, or you are not a member of its board.") from None
+    return criterion
+
+
 def _renumber(states: list[State]) -> None:
     for position, state in enumerate(states):
         state.position = position

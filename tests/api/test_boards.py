@@ -284,3 +284,17 @@ def test_add_state_service_refuses_an_unknown_pull_role(api: Api) -> None:
         boards.add_state(
             session=session, board_id=api.board_id, actor=manager, name="QA", pull_role="boss"
         )
+
+
+def test_a_state_and_a_criterion_are_readable_at_their_location(api: Api) -> None:
+    """The `Location` of a new state or criterion answers GET; outsiders get 404 as for any id."""
+    created = api.post("manager", f"/boards/{api.board_id}/states", {"name": "Proofread"})
+    state = api.ok(created, 201)
+    assert api.ok(api.get("viewer", created.headers["location"].removeprefix("/api/v1"))) == state
+    made = api.post("manager", f"/states/{state['id']}/criteria", {"text": "Read", "gate": "exit"})
+    criterion = api.ok(made, 201)
+    path = made.headers["location"].removeprefix("/api/v1")
+    assert api.ok(api.get("viewer", path)) == criterion
+    problem(api.get("outsider", path), 404, "not-found")
+    problem(api.get("outsider", f"/states/{state['id']}"), 404, "not-found")
+    problem(api.get("viewer", "/criteria/2147483647"), 404, "not-found")

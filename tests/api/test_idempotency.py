@@ -10,6 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select, update
 
@@ -195,3 +196,57 @@ def test_after_an_htmx_create_the_form_gets_a_fresh_key(client: TestClient, seed
     )
     assert again.status_code == 200
     assert len(items_titled(seed, "Via htmx")) == 1
+
+
+CREATES: dict[str, tuple[str, str, dict[str, Any], dict[str, Any]]] = {
+    # name: (role, path template, body, another body)
+    "board": ("admin", "/boards", {"name": "Audits", "key": "AUD"}, {"name": "Other"}),
+    "state": ("manager", "/boards/{board}/states", {"name": "Check"}, {"name": "Check 2"}),
+    "criterion": (
+        "manager",
+        "/states/{build}/criteria",
+        {"text": "Peer read", "gate": "exit"},
+        {"text": "Peer read", "gate": "entry"},
+    ),
+    "block reason": (
+        "manager",
+        "/boards/{board}/block-reasons",
+        {"name": "Waiting on legal"},
+        {"name": "Waiting on finance"},
+    ),
+    "block": ("member", "/items/{item}/blocks", {"reason_id": 0}, {"reason_id": 0, "note": "x"}),
+    "comment": ("member", "/items/{item}/comments", {"body": "Looks good"}, {"body": "Other"}),
+}
+
+
+def _create_path(api: Api, template: str) -> str:
+    item = api.item_in("build", owner="member")
+    return template.format(board=api.board_id, build=api.state("Build"), item=item["id"])
+
+
+def _with_reason(api: Api, body: dict[str, Any]) -> dict[str, Any]:
+    if "reason_id" not in body:
+        return body
+    reasons = api.ok(api.get("member", f"/boards/{api.board_id}/block-reasons"))
+    return {**body, "reason_id": reasons[0]["id"]}
+
+
+@pytest.mark.parametrize("what", list(CREATES))
+def test_every_create_route_answers_a_repeat_with_its_first_result(api: Api, what: str) -> None:
+    role, template, body, other = CREATES[what]
+    path = _create_path(api, template)
+    body, other = _with_reason(api, body), _with_reason(api, other)
+    headers = {**api.headers(role), "Idempotency-Key": "retry-" + what.replace(" ", "-")}
+    first = api.client.post(f"/api/v1{path}", json=body, headers=headers)
+    assert first.status_code == 201, first.text
+    again = api.client.post(f"/api/v1{path}", json=body, headers=headers)
+    assert again.status_code == 201, again.text
+    assert again.json() == first.json()
+    assert again.headers["location"] == first.headers["location"]
+    assert again.headers["idempotent-replayed"] == "true"
+    problem(api.client.post(f"/api/v1{path}", json=other, headers=headers), 422, "validation")
+    # Exactly one was made: the list (or the resource) shows it once.
+    listed = api.client.get(first.headers["location"], headers=api.headers(role))
+    assert listed.status_code == 200
+    if isinstance(listed.json(), list):
+        assert [x["id"] for x in listed.json()].count(first.json()["id"]) == 1
