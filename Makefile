@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: run test check bench screenshots clean
+.PHONY: run test check bench bench-quick bench-analytics screenshots clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Flowboard needs Python 3.11 or newer; set PYTHON=python3.11")'
@@ -30,8 +30,16 @@ check: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy app
 
-## Analytics benchmark (SQLite; add BENCH_ARGS="--postgres URL")
+## Every issue-8 target in one table, ~10 min (SQLite; add BENCH_ARGS="--postgres URL")
 bench: $(STAMP)
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+## The bench's invariants on small data, no timings (what CI runs)
+bench-quick: $(STAMP)
+	$(BIN)/python bench/run.py --quick $(BENCH_ARGS)
+
+## Analytics endpoints alone, 100,000 items (add BENCH_ARGS="--postgres URL")
+bench-analytics: $(STAMP)
 	$(BIN)/python bench/analytics.py $(BENCH_ARGS)
 
 ## README screenshots from the demo data (needs Chromium)
