@@ -47,6 +47,25 @@ class Settings(BaseSettings):
     db_pool_timeout_seconds: float = Field(
         default=5, description="Wait at most this long for a free database connection."
     )
+    db_transaction_pooling: bool = Field(
+        default=False,
+        description="The database URL goes through a transaction-pooling PgBouncer: the "
+        "statement and lock timeouts are set in each transaction (PgBouncer refuses them as "
+        "startup options) and prepared statements are off unless db_prepared_statements.",
+    )
+    db_prepared_statements: bool | None = Field(
+        default=None,
+        description="psycopg's server-side prepared statements (a query run 5 times on a "
+        "connection). Empty: on, except with db_transaction_pooling (PgBouncer before 1.21, or "
+        "with max_prepared_statements = 0, breaks them); true needs PgBouncer 1.21+ with "
+        "max_prepared_statements > 0.",
+    )
+    listen_database_url: str = Field(
+        default="",
+        description="PostgreSQL URL for the LISTEN connection of live updates; empty: the "
+        "database URL. Behind a transaction-pooling PgBouncer it must reach PostgreSQL "
+        "directly, since LISTEN needs a session of its own.",
+    )
     public_url: str = Field(
         default="http://127.0.0.1:8000",
         description="The address people use, for links printed by the command line.",

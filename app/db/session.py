@@ -105,12 +105,30 @@ def _configure_sqlite(engine: Engine) -> None:
             connection.exec_driver_sql("BEGIN")
 
 
-def postgres_connect_args(url: str, timeouts: Timeouts) -> dict[str, Any]:
-    """connect_timeout and the per-session statement/lock timeouts; values in the URL win."""
+def postgres_connect_args(
+    url: str,
+    timeouts: Timeouts,
+    *,
+    transaction_pooling: bool = False,
+    prepared_statements: bool | None = None,
+) -> dict[str, Any]:
+    """connect_timeout and the per-session statement/lock timeouts; values in the URL win.
+
+    Through a transaction-pooling PgBouncer (`transaction_pooling`) the timeouts are not sent
+    (it refuses startup options; `_configure_postgres` sets them per transaction), and
+    prepared statements stay off unless `prepared_statements` is True (PgBouncer before 1.21
+    hands a prepared name to another client's server connection).
+    """
     query = make_url(url).query
     args: dict[str, Any] = {}
     if "connect_timeout" not in query:
         args["connect_timeout"] = max(MIN_CONNECT_TIMEOUT_S, math.ceil(timeouts.connect_seconds))
+    if prepared_statements is None:
+        prepared_statements = not transaction_pooling
+    if not prepared_statements:
+        args["prepare_threshold"] = None  # psycopg then never prepares
+    if transaction_pooling:
+        return args
     options = [
         f"-c statement_timeout={max(0, timeouts.statement_ms)}",
         f"-c lock_timeout={max(0, timeouts.lock_ms)}",
@@ -122,15 +140,38 @@ def postgres_connect_args(url: str, timeouts: Timeouts) -> dict[str, Any]:
     return args
 
 
-def _configure_postgres(engine: Engine, timeouts: Timeouts) -> None:
+def _configure_postgres(engine: Engine, timeouts: Timeouts, *, transaction_pooling: bool) -> None:
     @event.listens_for(engine, "do_connect")
     def _connect(_dialect: Any, _record: Any, cargs: Any, cparams: dict[str, Any]) -> Any:
         connection = BoundedConnection.connect(*cargs, **cparams)
         connection.answer_deadline = timeouts.answer_deadline_seconds
         return connection
 
+    if transaction_pooling:
+        # A pooled server connection serves other clients between our transactions, so the
+        # timeouts are transaction-local (one round trip per transaction).
+        @event.listens_for(engine, "begin")
+        def _on_begin(connection: Any) -> None:
+            connection.exec_driver_sql(
+                "SELECT set_config('statement_timeout', %(statement)s, true), "
+                "set_config('lock_timeout', %(lock)s, true)",
+                {
+                    "statement": str(max(0, timeouts.statement_ms)),
+                    "lock": str(max(0, timeouts.lock_ms)),
+                },
+            )
 
-def make_engine(url: str, timeouts: Timeouts | None = None, **kwargs: Any) -> Engine:
+
+def make_engine(
+    url: str,
+    timeouts: Timeouts | None = None,
+    *,
+    transaction_pooling: bool | None = None,
+    prepared_statements: bool | None = None,
+    **kwargs: Any,
+) -> Engine:
+    """`transaction_pooling` / `prepared_statements` None: FLOWBOARD_DB_TRANSACTION_POOLING /
+    FLOWBOARD_DB_PREPARED_STATEMENTS decide (see postgres_connect_args)."""
     if url.startswith("sqlite"):
         engine = create_engine(
             url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs
@@ -138,15 +179,27 @@ def make_engine(url: str, timeouts: Timeouts | None = None, **kwargs: Any) -> En
         _configure_sqlite(engine)
         return engine
     timeouts = timeouts or Timeouts.from_settings(get_settings())
+    if transaction_pooling is None:
+        transaction_pooling = get_settings().db_transaction_pooling
+    if prepared_statements is None:
+        prepared_statements = get_settings().db_prepared_statements
     if kwargs.get("poolclass") is None:
         kwargs.setdefault("pool_pre_ping", True)
         kwargs.setdefault("pool_size", 10)
         kwargs.setdefault("max_overflow", 20)
         kwargs.setdefault("pool_timeout", timeouts.pool_seconds)
-    connect_args = {**postgres_connect_args(url, timeouts), **kwargs.pop("connect_args", {})}
+    connect_args = {
+        **postgres_connect_args(
+            url,
+            timeouts,
+            transaction_pooling=transaction_pooling,
+            prepared_statements=prepared_statements,
+        ),
+        **kwargs.pop("connect_args", {}),
+    }
     engine = create_engine(url, connect_args=connect_args, **kwargs)
     if url.startswith("postgresql+psycopg"):
-        _configure_postgres(engine, timeouts)
+        _configure_postgres(engine, timeouts, transaction_pooling=transaction_pooling)
     return engine
 
 

@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import event, inspect, text
 from sqlalchemy.orm import Session
 
+from app.config import get_settings
 from app.db.models import ApiToken, Event, Membership, User, WebSession
 from app.live.hub import hub
 
@@ -111,12 +112,23 @@ def _forget(session: Session) -> None:
     session.info.pop(_PENDING_ACCESS, None)
 
 
+def listen_url(database_url: str) -> str:
+    """Where LISTEN connects: FLOWBOARD_LISTEN_DATABASE_URL, else the database URL.
+
+    LISTEN belongs to a server session, so it must not go through a transaction-pooling
+    PgBouncer (which hands the server connection to other clients between transactions and
+    never delivers the notifications to us); NOTIFY, sent inside a transaction, may.
+    """
+    return get_settings().listen_database_url or database_url
+
+
 class PostgresListener:
     """A daemon thread LISTENing on the channel and handing notifications to the hub."""
 
     def __init__(self, url: str) -> None:
+        """`url`: the database URL (see listen_url for where LISTEN actually connects)."""
         # SQLAlchemy URL -> libpq URL
-        self.dsn = url.replace("postgresql+psycopg://", "postgresql://", 1)
+        self.dsn = listen_url(url).replace("postgresql+psycopg://", "postgresql://", 1)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="flowboard-listen", daemon=True)
         self.connected = threading.Event()
