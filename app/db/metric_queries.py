@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -28,9 +28,10 @@ from sqlalchemy import (
     type_coerce,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import InstrumentedAttribute, Session, aliased
 
-from app.db.models import Block, BlockReason, Event, Item, State, User
+from app.db.models import Block, BlockReason, CfdDay, CfdMark, Event, Item, State, User
 
 # Rows fetched per round trip while streaming.
 STREAM_ROWS = 5_000
@@ -451,3 +452,41 @@ def fields_as_of(
                 if name in changes:
                     fields[item_id][index] = changes[name][0]
     return {item_id: (values[0], values[1]) for item_id, values in fields.items()}
+
+
+# --------------------------------------------------------------------------- cfd rollups
+
+
+def cfd_mark(session: Session, board_id: int) -> tuple[date, int, int, int] | None:
+    """(through, done_state_id, events, last_event_id) of the board's cached CFD days."""
+    row = (
+        session.connection()
+        .execute(
+            select(
+                CfdMark.through, CfdMark.done_state_id, CfdMark.events, CfdMark.last_event_id
+            ).where(CfdMark.board_id == board_id)
+        )
+        .first()
+    )
+    return None if row is None else (row[0], row[1], row[2], row[3])
+
+
+def events_stamp(conn: Connection, board_id: int, before: datetime) -> tuple[int, int]:
+    """(count, last id) of the board's events before `before`: changes when history before
+    it is written (imports, restores, backdated actions), not when today is (index range
+    scan on (board_id, at))."""
+    stmt = select(func.count(), func.coalesce(func.max(Event.id), 0)).where(
+        Event.board_id == board_id, Event.at < before
+    )
+    row = conn.execute(stmt).one()
+    return int(row[0]), int(row[1])
+
+
+def cfd_days(
+    session: Session, board_id: int, first: date, last: date
+) -> Iterator[tuple[date, int, int]]:
+    """(day, state_id, items) cached for the board's days first..last."""
+    stmt = select(CfdDay.day, CfdDay.state_id, CfdDay.items).where(
+        CfdDay.board_id == board_id, CfdDay.day >= first, CfdDay.day <= last
+    )
+    yield from cast(Iterator[Any], session.connection().execute(stmt))

@@ -352,3 +352,34 @@ class Event(Base):
     # The stage after the event (doing / ready / None): with to_state_id it rebuilds any moment.
     stage: Mapped[str | None] = mapped_column(String(8))
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class CfdDay(Base):
+    """Cache (never exported, rebuilt on demand by app.services.rollups): items in each state
+    at the end of a closed UTC day, so a long cumulative-flow window replays only new days."""
+
+    __tablename__ = "cfd_day"
+
+    board_id: Mapped[int] = mapped_column(
+        ForeignKey("board.id", ondelete="CASCADE"), primary_key=True
+    )
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    # No foreign key: a state's history outlives the state.
+    state_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    items: Mapped[int] = mapped_column(Integer)
+
+
+class CfdMark(Base):
+    """What the cached cfd_day rows of a board were computed from: days up to `through`, the
+    done state, and the count and last id of the board's events before the end of `through`
+    (a backdated event, from an import or a restore, changes them and drops the cache)."""
+
+    __tablename__ = "cfd_mark"
+
+    board_id: Mapped[int] = mapped_column(
+        ForeignKey("board.id", ondelete="CASCADE"), primary_key=True
+    )
+    through: Mapped[date] = mapped_column(Date)
+    done_state_id: Mapped[int] = mapped_column(Integer)
+    events: Mapped[int] = mapped_column(Integer)
+    last_event_id: Mapped[int] = mapped_column(Integer)

@@ -40,6 +40,7 @@ from app.db.models import CLASSES_OF_SERVICE, User
 from app.flow import metrics as m
 from app.flow.errors import InvalidInput
 from app.flow.text import neutralise_cell
+from app.services import rollups
 from app.services.access import visible_board
 
 DEFAULT_WINDOW = timedelta(days=90)
@@ -580,24 +581,72 @@ def cfd(
     class_of_service: str | None = None,
     now: datetime | None = None,
 ) -> Cfd:
-    """Items in each state at the end of each day of the window (the last day: at `to`)."""
+    """Items in each state at the end of each day of the window (the last day: at `to`).
+
+    Days that ended before today (and before `to`) come from the rollups cache (computed by
+    this same replay the first time); the days after them are replayed. A class filter
+    replays the whole window (an item's class may be edited at any time).
+    """
     board, _ = visible_board(session, board_id=board_id, actor=actor)
     _check_class(class_of_service)
     window = resolve_window(start, end, now)
     states = mq.states(session, board.id)
-    replay = _replay(session, board.id, window)
+    state_ids = [s.id for s in states]
+    done_id = next(s.id for s in states if s.kind == "done")
+    days = window.days
+    today = window.now.date()
+    closed = 0
+    if class_of_service is None:
+        while (
+            closed < len(days)
+            and days[closed] < today
+            and rollups.day_end(days[closed]) <= window.end
+        ):
+            closed += 1
+    if not closed:
+        counts = _cfd_replay(session, board.id, window, state_ids, done_id, class_of_service)
+        return Cfd(days, [CfdState(s.id, s.name, counts[s.id]) for s in states])
+
+    def compute(first: date, last: date) -> dict[int, list[int]]:
+        span = Window(_midnight(first), rollups.day_end(last), window.now)
+        return _cfd_replay(session, board.id, span, state_ids, done_id, None)
+
+    cached = rollups.closed_day_counts(
+        session, board.id, done_id, days[0], days[closed - 1], compute
+    )
+    counts = {s: [cached[d].get(s, 0) for d in days[:closed]] for s in state_ids}
+    if closed < len(days):
+        tail = Window(_midnight(days[closed]), window.end, window.now)
+        rest = _cfd_replay(session, board.id, tail, state_ids, done_id, None)
+        for s in state_ids:
+            counts[s].extend(rest[s])
+    return Cfd(days, [CfdState(s.id, s.name, counts[s.id]) for s in states])
+
+
+def _midnight(day: date) -> datetime:
+    return datetime.combine(day, time(), tzinfo=UTC)
+
+
+def _cfd_replay(
+    session: Session,
+    board_id: int,
+    window: Window,
+    state_ids: list[int],
+    done_id: int,
+    class_of_service: str | None,
+) -> dict[int, list[int]]:
+    """The CFD counts of every day of the window, replayed from the events."""
+    replay = _replay(session, board_id, window)
     paths: Iterable[list[tuple[datetime, int | None]]] = (
         [(at, state_id) for at, state_id, _stage in h.path]
         for h in replay.values()
         if class_of_service is None or h.class_of_service == class_of_service
     )
-    days = window.days
-    counts = m.cfd_counts(paths, days, state_ids=[s.id for s in states])
+    counts = m.cfd_counts(paths, window.days, state_ids=state_ids)
     # Items delivered before the window are in done on every day of it.
-    base = mq.done_before(session, board.id, window.start, class_of_service)
-    done_id = next(s.id for s in states if s.kind == "done")
+    base = mq.done_before(session, board_id, window.start, class_of_service)
     counts[done_id] = [c + base for c in counts[done_id]]
-    return Cfd(days, [CfdState(s.id, s.name, counts[s.id]) for s in states])
+    return counts
 
 
 # --------------------------------------------------------------------------- aging
