@@ -85,11 +85,12 @@ class Row:
     unit: str
     target: str | None = None
     note: str = ""
+    incomplete: bool = False  # the run behind it broke down: never "met"
 
     def verdict(self) -> str:
         if self.target is None:
             return "-"
-        if self.value is None:
+        if self.value is None or self.incomplete:
             return "NO"
         goal, op, _ = TARGETS[self.target]
         if op == "<=":
@@ -440,7 +441,14 @@ def part_live(b: Bench, env: Env, label: str) -> None:
         f"delivery p95 {load.percentile(result.delivery, 95) * 1000:.0f} ms, "
         f"fetch {result.fetch_bytes / 1024:.0f} KB each",
     )
-    b.row(f"4 live server CPU, {label}", result.cpu_cores, "cores", "live_cpu")
+    b.row(
+        f"4 live server CPU, {label}",
+        result.cpu_cores,
+        "cores",
+        "live_cpu",
+        f"{missed} pulls missed by some viewer" if missed else "",
+        incomplete=bool(missed),
+    )
 
 
 def part_memory(b: Bench, env: Env) -> None:
