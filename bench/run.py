@@ -11,6 +11,10 @@ server is `flowboard serve` in a subprocess (bench/server.py); the load comes fr
 and asyncio in this process (bench/load.py, bench/viewers.py), which shares the machine's
 cores with the server: on a busy 2-core machine every figure is noisy, so re-run it.
 
+The "before" table (bench/results/baseline-*.txt) came from an older commit: check it out
+with `git worktree add --detach /tmp/fb-before <commit>`, copy bench/*.py into its bench/, and
+run `/path/to/.venv/bin/python bench/run.py` from there (the server runs that checkout's app).
+
 The table's last column: "yes" (target met), "~" (missed by at most 20 %), "NO" (missed by
 more). Exit status 1 when any target says NO or any invariant failed; --quick checks the
 invariants only (pages render, pulls succeed with only the intended 409s, SSE delivers,

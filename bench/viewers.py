@@ -170,7 +170,7 @@ async def run_live(
         tasks = [asyncio.create_task(v.listen(live_url)) for v in crowd]
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.gather(*(v.connected.wait() for v in crowd)), timeout=60)
-        await asyncio.sleep(1.0)  # let the streams subscribe on the server
+        await asyncio.sleep(0.5)  # let the streams subscribe on the server
         connected = sum(v.connected.is_set() for v in crowd)
         cpu_before, wall_before = cpu_seconds(), time.perf_counter()
         done: list[tuple[int, float, int]] = []  # item, response time, status
