@@ -105,6 +105,8 @@ def _parse_time(value: object) -> datetime | None:
             return None
     else:
         return None
+    if parsed.tzinfo is UTC:  # "Z" or "+00:00", most of a large import: nothing to convert
+        return parsed
     try:
         return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
     except OverflowError:  # 0001-01-01T00:00+01:00 is before the first UTC moment Python has
