@@ -10,7 +10,9 @@ Negative controls (run by hand with PgBouncer 1.18, not in CI):
   12 threads): psycopg prepares a query on its 5th run, and the next transaction of that
   client lands on another server connection that another client already prepared it on;
 - the timeouts as startup options (no `transaction_pooling`): every connection is refused
-  with `unsupported startup parameter: options`.
+  with `unsupported startup parameter: options`;
+- LISTEN through PgBouncer too (no `listen_database_url`): the live test gets no message
+  (the LISTEN ran on a server connection that went back to the pool).
 """
 
 from __future__ import annotations
