@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES, GZipMiddleware
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from app import docs
@@ -77,6 +78,15 @@ def create_app(database: Database | None = None, *, listen: bool = True) -> Fast
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(HeaderSizeLimit, max_bytes=settings.max_header_bytes)
     app.add_middleware(SecurityHeaders)  # outside the limits: their 413 / 431 get headers too
+    # Compressed answers for clients that ask (board HTML compresses several-fold); never the
+    # live stream: text/event-stream is excluded (Starlette's default too; kept explicit, as a
+    # compressor would hold events back until its buffer fills).
+    app.add_middleware(
+        GZipMiddleware,
+        minimum_size=1024,
+        compresslevel=6,  # level 9 costs far more CPU for a few % on HTML
+        exclude_content_types=(*DEFAULT_EXCLUDED_CONTENT_TYPES, "text/event-stream"),
+    )
     # Outermost: the client address, scheme and host forwarded by a trusted reverse proxy
     # (empty setting: nobody's) are in the scope before anything reads them.
     proxies = trusted_proxy_list(settings.trusted_proxies)

@@ -3,17 +3,23 @@
 Each check returns quietly when the action is allowed and raises a FlowError subclass (with
 the slug from API.md and a sentence that says what would unblock it) when it is not. The
 services load the facts, take the locks, call these, then write.
+
+Each check has a twin `*_refusal()` that answers without raising: None when allowed, else a
+Refusal, a function that builds the error. The checks call their twin and raise, so there is
+one source of truth; pages asking "may this card show Pull?" for hundreds of cards use the
+twin and never format a sentence nobody reads.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 from app.flow.errors import (
     AlreadyBlocked,
     CriteriaUnmet,
+    FlowError,
     InsufficientRole,
     InvalidInput,
     InvalidMove,
@@ -78,18 +84,32 @@ class Override:
     reason: str
 
 
+Refusal = Callable[[], FlowError]
+"""Builds a refused action's error (and its sentence) only when someone reads it."""
+
+
 def role_at_least(role: str | None, required: str) -> bool:
     return role is not None and ROLE_RANK.get(role, -1) >= ROLE_RANK[required]
+
+
+def _role_error(role: str | None, required: str, doing: str) -> InsufficientRole:
+    return InsufficientRole(
+        f"Only {ROLE_PLURAL[required]} and above can {doing}; your role on this board is "
+        f"{role or 'none'}. Ask a manager of the board for a higher role.",
+        required_role=required,
+    )
+
+
+def role_refusal(role: str | None, required: str, *, doing: str) -> Refusal | None:
+    if role_at_least(role, required):
+        return None
+    return lambda: _role_error(role, required, doing)
 
 
 def require_role(role: str | None, required: str, *, doing: str) -> None:
     """Raises InsufficientRole unless `role` is at least `required`; `doing` ends the sentence."""
     if not role_at_least(role, required):
-        raise InsufficientRole(
-            f"Only {ROLE_PLURAL[required]} and above can {doing}; your role on this board is "
-            f"{role or 'none'}. Ask a manager of the board for a higher role.",
-            required_role=required,
-        )
+        raise _role_error(role, required, doing)
 
 
 def ordered(states: Sequence[StateFacts]) -> list[StateFacts]:
@@ -105,10 +125,26 @@ def state_after(states: Sequence[StateFacts], state_id: int) -> StateFacts | Non
 
 
 def _find(states: Sequence[StateFacts], state_id: int) -> StateFacts:
+    found = _state(states, state_id)
+    if found is None:
+        raise _not_on_board()
+    return found
+
+
+def _state(states: Sequence[StateFacts], state_id: int) -> StateFacts | None:
     for state in states:
         if state.id == state_id:
             return state
-    raise InvalidMove("That state is not on this item's board.")
+    return None
+
+
+def _not_on_board() -> InvalidMove:
+    return InvalidMove("That state is not on this item's board.")
+
+
+def _raise_if(refusal: Refusal | None) -> None:
+    if refusal is not None:
+        raise refusal()
 
 
 def _unmet_error(unmet: Sequence[CriterionFacts], *, doing: str) -> CriteriaUnmet:
@@ -116,6 +152,41 @@ def _unmet_error(unmet: Sequence[CriterionFacts], *, doing: str) -> CriteriaUnme
     return CriteriaUnmet(
         f"{doing}: check {listed} first.",
         unmet=[{"criterion_id": c.id, "text": c.text} for c in unmet],
+    )
+
+
+def capacity_refusal(
+    *,
+    item: ItemFacts,
+    target: StateFacts,
+    target_wip: int,
+    actor_role: str | None,
+    override_reason: str | None,
+    expedite_exceeds_limits: bool,
+    verb: str = "pulling",
+) -> Override | Refusal | None:
+    """WIP limit of the receiving state (rule 1 and 3): None (room), the override that goes
+    past the limit, or the refusal."""
+    if target.kind == "done" or target.wip_limit is None or target_wip < target.wip_limit:
+        return None
+    if item.class_of_service == "expedite" and expedite_exceeds_limits:
+        return Override("expedite", "expedite items may exceed WIP limits on this board")
+    limit = target.wip_limit
+    reason = (override_reason or "").strip()
+    if reason:
+        if not role_at_least(actor_role, "manager"):
+            return lambda: InsufficientRole(
+                f"{target.name} is at its WIP limit ({target_wip}/{limit}) and only a "
+                "manager can override a limit. Finish or hand off an item there first.",
+                required_role="manager",
+            )
+        return Override("manager", reason)
+    return lambda: WipLimitReached(
+        f"{target.name} is at its WIP limit ({target_wip}/{limit}): finish or hand "
+        f"off an item there before {verb} {item.key}.",
+        state_id=target.id,
+        wip=target_wip,
+        limit=limit,
     )
 
 
@@ -130,26 +201,116 @@ def check_capacity(
     verb: str = "pulling",
 ) -> Override | None:
     """WIP limit of the receiving state (rule 1 and 3). Returns the override used, if any."""
-    if target.kind == "done" or target.wip_limit is None or target_wip < target.wip_limit:
-        return None
-    if item.class_of_service == "expedite" and expedite_exceeds_limits:
-        return Override("expedite", "expedite items may exceed WIP limits on this board")
-    reason = (override_reason or "").strip()
-    if reason:
-        if not role_at_least(actor_role, "manager"):
-            raise InsufficientRole(
-                f"{target.name} is at its WIP limit ({target_wip}/{target.wip_limit}) and only a "
-                "manager can override a limit. Finish or hand off an item there first.",
-                required_role="manager",
-            )
-        return Override("manager", reason)
-    raise WipLimitReached(
-        f"{target.name} is at its WIP limit ({target_wip}/{target.wip_limit}): finish or hand "
-        f"off an item there before {verb} {item.key}.",
-        state_id=target.id,
-        wip=target_wip,
-        limit=target.wip_limit,
+    found = capacity_refusal(
+        item=item,
+        target=target,
+        target_wip=target_wip,
+        actor_role=actor_role,
+        override_reason=override_reason,
+        expedite_exceeds_limits=expedite_exceeds_limits,
+        verb=verb,
     )
+    if found is None or isinstance(found, Override):
+        return found
+    raise found()
+
+
+def _pull(
+    *,
+    item: ItemFacts,
+    states: Sequence[StateFacts],
+    actor_role: str | None,
+    target_wip: int,
+    actor_doing: int,
+    personal_limit: int | None,
+    unmet_entry: Sequence[CriterionFacts],
+    override_reason: str | None,
+    expedite_exceeds_limits: bool,
+    requested_state_id: int | None,
+) -> tuple[StateFacts, Override | None] | Refusal:
+    """Rule 1: the target state and override, or the refusal."""
+    if item.closed:
+        return lambda: InvalidMove(
+            f"{item.key} is closed ({'done' if item.done else 'discarded'})."
+        )
+    current = _state(states, item.state_id)
+    if current is None:
+        return _not_on_board
+    target = state_after(states, item.state_id)
+    if target is None:
+        return lambda: InvalidMove(f"{item.key} is already in the last state.")
+    if requested_state_id is not None and requested_state_id != target.id:
+        requested = _state(states, requested_state_id)
+        if requested is None:
+            return _not_on_board
+        return lambda: InvalidMove(
+            f"{item.key} can only be pulled into {target.name}, the state right after "
+            f"{current.name}; it cannot go to {requested.name} from here."
+        )
+    if not role_at_least(actor_role, target.pull_role):
+        return lambda: _role_error(actor_role, target.pull_role, f"pull into {target.name}")
+    if item.open_block_id is not None:
+        block_id = item.open_block_id
+        return lambda: ItemBlocked(
+            f"{item.key} is blocked: resolve its block before pulling it.", block_id=block_id
+        )
+    if current.kind == "work" and item.stage != "ready":
+        return lambda: NotReady(
+            f"{item.key} is still being worked in {current.name}: its owner must mark it ready "
+            "before it can be pulled."
+        )
+    if unmet_entry:
+        return lambda: _unmet_error(
+            unmet_entry, doing=f"{item.key} does not meet {target.name}'s entry criteria"
+        )
+    override = capacity_refusal(
+        item=item,
+        target=target,
+        target_wip=target_wip,
+        actor_role=actor_role,
+        override_reason=override_reason,
+        expedite_exceeds_limits=expedite_exceeds_limits,
+    )
+    if override is not None and not isinstance(override, Override):
+        return override
+    if target.kind == "work" and personal_limit is not None and actor_doing >= personal_limit:
+        limit = personal_limit
+        return lambda: PersonalWipLimitReached(
+            f"You are already doing {actor_doing} items on this board (personal limit "
+            f"{limit}): finish one before pulling {item.key}.",
+            wip=actor_doing,
+            limit=limit,
+        )
+    return target, override
+
+
+def pull_refusal(
+    *,
+    item: ItemFacts,
+    states: Sequence[StateFacts],
+    actor_role: str | None,
+    target_wip: int = 0,
+    actor_doing: int = 0,
+    personal_limit: int | None = None,
+    unmet_entry: Sequence[CriterionFacts] = (),
+    override_reason: str | None = None,
+    expedite_exceeds_limits: bool = True,
+    requested_state_id: int | None = None,
+) -> Refusal | None:
+    """check_pull() without raising: None when the pull is allowed."""
+    found = _pull(
+        item=item,
+        states=states,
+        actor_role=actor_role,
+        target_wip=target_wip,
+        actor_doing=actor_doing,
+        personal_limit=personal_limit,
+        unmet_entry=unmet_entry,
+        override_reason=override_reason,
+        expedite_exceeds_limits=expedite_exceeds_limits,
+        requested_state_id=requested_state_id,
+    )
+    return None if isinstance(found, tuple) else found
 
 
 def check_pull(
@@ -170,49 +331,21 @@ def check_pull(
     Raises InvalidMove, InsufficientRole, ItemBlocked, NotReady, CriteriaUnmet,
     WipLimitReached or PersonalWipLimitReached.
     """
-    if item.closed:
-        raise InvalidMove(f"{item.key} is closed ({'done' if item.done else 'discarded'}).")
-    current = _find(states, item.state_id)
-    target = state_after(states, item.state_id)
-    if target is None:
-        raise InvalidMove(f"{item.key} is already in the last state.")
-    if requested_state_id is not None and requested_state_id != target.id:
-        requested = _find(states, requested_state_id)
-        raise InvalidMove(
-            f"{item.key} can only be pulled into {target.name}, the state right after "
-            f"{current.name}; it cannot go to {requested.name} from here."
-        )
-    require_role(actor_role, target.pull_role, doing=f"pull into {target.name}")
-    if item.open_block_id is not None:
-        raise ItemBlocked(
-            f"{item.key} is blocked: resolve its block before pulling it.",
-            block_id=item.open_block_id,
-        )
-    if current.kind == "work" and item.stage != "ready":
-        raise NotReady(
-            f"{item.key} is still being worked in {current.name}: its owner must mark it ready "
-            "before it can be pulled."
-        )
-    if unmet_entry:
-        raise _unmet_error(
-            unmet_entry, doing=f"{item.key} does not meet {target.name}'s entry criteria"
-        )
-    override = check_capacity(
+    found = _pull(
         item=item,
-        target=target,
-        target_wip=target_wip,
+        states=states,
         actor_role=actor_role,
+        target_wip=target_wip,
+        actor_doing=actor_doing,
+        personal_limit=personal_limit,
+        unmet_entry=unmet_entry,
         override_reason=override_reason,
         expedite_exceeds_limits=expedite_exceeds_limits,
+        requested_state_id=requested_state_id,
     )
-    if target.kind == "work" and personal_limit is not None and actor_doing >= personal_limit:
-        raise PersonalWipLimitReached(
-            f"You are already doing {actor_doing} items on this board (personal limit "
-            f"{personal_limit}): finish one before pulling {item.key}.",
-            wip=actor_doing,
-            limit=personal_limit,
-        )
-    return target, override
+    if isinstance(found, tuple):
+        return found
+    raise found()
 
 
 def check_assignment(
@@ -265,6 +398,40 @@ def _is_owner_or_manager(item: ItemFacts, actor_id: int, actor_role: str | None)
     return item.owner_id == actor_id or role_at_least(actor_role, "manager")
 
 
+def mark_ready_refusal(
+    *,
+    item: ItemFacts,
+    state: StateFacts,
+    actor_id: int,
+    actor_role: str | None,
+    unmet_exit: Sequence[CriterionFacts] = (),
+) -> Refusal | None:
+    """check_mark_ready() without raising: None when allowed."""
+    refusal = role_refusal(actor_role, "member", doing="mark items ready")
+    if refusal is not None:
+        return refusal
+    if item.closed or state.kind != "work" or item.stage != "doing":
+        return lambda: InvalidMove(
+            f"Only an item being worked (Doing) in a work state can be marked ready; "
+            f"{item.key} is {describe_position(item, state)}."
+        )
+    if not _is_owner_or_manager(item, actor_id, actor_role):
+        return lambda: InsufficientRole(
+            f"Only {item.key}'s owner or a manager can mark it ready.", required_role="manager"
+        )
+    if item.open_block_id is not None:
+        block_id = item.open_block_id
+        return lambda: ItemBlocked(
+            f"{item.key} is blocked: resolve its block before marking it ready.",
+            block_id=block_id,
+        )
+    if unmet_exit:
+        return lambda: _unmet_error(
+            unmet_exit, doing=f"{item.key} does not meet {state.name}'s exit criteria"
+        )
+    return None
+
+
 def check_mark_ready(
     *,
     item: ItemFacts,
@@ -274,25 +441,11 @@ def check_mark_ready(
     unmet_exit: Sequence[CriterionFacts],
 ) -> None:
     """Rule 2. Raises InvalidMove, InsufficientRole, ItemBlocked or CriteriaUnmet."""
-    require_role(actor_role, "member", doing="mark items ready")
-    if item.closed or state.kind != "work" or item.stage != "doing":
-        raise InvalidMove(
-            f"Only an item being worked (Doing) in a work state can be marked ready; "
-            f"{item.key} is {describe_position(item, state)}."
+    _raise_if(
+        mark_ready_refusal(
+            item=item, state=state, actor_id=actor_id, actor_role=actor_role, unmet_exit=unmet_exit
         )
-    if not _is_owner_or_manager(item, actor_id, actor_role):
-        raise InsufficientRole(
-            f"Only {item.key}'s owner or a manager can mark it ready.", required_role="manager"
-        )
-    if item.open_block_id is not None:
-        raise ItemBlocked(
-            f"{item.key} is blocked: resolve its block before marking it ready.",
-            block_id=item.open_block_id,
-        )
-    if unmet_exit:
-        raise _unmet_error(
-            unmet_exit, doing=f"{item.key} does not meet {state.name}'s exit criteria"
-        )
+    )
 
 
 def check_unready(
@@ -330,6 +483,81 @@ def check_unready(
         )
 
 
+def _send_back(
+    *,
+    item: ItemFacts,
+    states: Sequence[StateFacts],
+    to_state_id: int,
+    reason: str,
+    actor_role: str | None,
+    target_wip: int,
+    override_reason: str | None,
+    expedite_exceeds_limits: bool,
+) -> tuple[StateFacts, Override | None] | Refusal:
+    """Rule 3: the target state and override, or the refusal."""
+    current = _state(states, item.state_id)
+    target = _state(states, to_state_id)
+    if current is None or target is None:
+        return _not_on_board
+    if item.closed or current.kind != "work":
+        return lambda: InvalidMove(
+            f"Only items in a work state can be sent back; {item.key} is not in one."
+        )
+    if not role_at_least(actor_role, current.pull_role):
+        return lambda: _role_error(
+            actor_role, current.pull_role, f"send work back from {current.name}"
+        )
+    if target.kind != "work" or (target.position, target.id) >= (current.position, current.id):
+        return lambda: InvalidMove(
+            f"Work can only be sent back to an earlier work state than {current.name}."
+        )
+    if not reason.strip():
+        return lambda: InvalidInput("Say why the work goes back: a reason is required.")
+    if item.open_block_id is not None:
+        block_id = item.open_block_id
+        return lambda: ItemBlocked(
+            f"{item.key} is blocked: resolve its block before sending it back.",
+            block_id=block_id,
+        )
+    override = capacity_refusal(
+        item=item,
+        target=target,
+        target_wip=target_wip,
+        actor_role=actor_role,
+        override_reason=override_reason,
+        expedite_exceeds_limits=expedite_exceeds_limits,
+        verb="sending back",
+    )
+    if override is not None and not isinstance(override, Override):
+        return override
+    return target, override
+
+
+def send_back_refusal(
+    *,
+    item: ItemFacts,
+    states: Sequence[StateFacts],
+    to_state_id: int,
+    actor_role: str | None,
+    reason: str = "-",
+    target_wip: int = 0,
+    override_reason: str | None = None,
+    expedite_exceeds_limits: bool = True,
+) -> Refusal | None:
+    """check_send_back() without raising: None when allowed (a reason is assumed given)."""
+    found = _send_back(
+        item=item,
+        states=states,
+        to_state_id=to_state_id,
+        reason=reason,
+        actor_role=actor_role,
+        target_wip=target_wip,
+        override_reason=override_reason,
+        expedite_exceeds_limits=expedite_exceeds_limits,
+    )
+    return None if isinstance(found, tuple) else found
+
+
 def check_send_back(
     *,
     item: ItemFacts,
@@ -342,54 +570,60 @@ def check_send_back(
     expedite_exceeds_limits: bool = True,
 ) -> tuple[StateFacts, Override | None]:
     """Rule 3. Raises InvalidInput, InvalidMove, InsufficientRole, ItemBlocked, WipLimitReached."""
-    current = _find(states, item.state_id)
-    target = _find(states, to_state_id)
-    if item.closed or current.kind != "work":
-        raise InvalidMove(f"Only items in a work state can be sent back; {item.key} is not in one.")
-    require_role(actor_role, current.pull_role, doing=f"send work back from {current.name}")
-    if target.kind != "work" or (target.position, target.id) >= (current.position, current.id):
-        raise InvalidMove(
-            f"Work can only be sent back to an earlier work state than {current.name}."
-        )
-    if not reason.strip():
-        raise InvalidInput("Say why the work goes back: a reason is required.")
-    if item.open_block_id is not None:
-        raise ItemBlocked(
-            f"{item.key} is blocked: resolve its block before sending it back.",
-            block_id=item.open_block_id,
-        )
-    override = check_capacity(
+    found = _send_back(
         item=item,
-        target=target,
-        target_wip=target_wip,
+        states=states,
+        to_state_id=to_state_id,
+        reason=reason,
         actor_role=actor_role,
+        target_wip=target_wip,
         override_reason=override_reason,
         expedite_exceeds_limits=expedite_exceeds_limits,
-        verb="sending back",
     )
-    return target, override
+    if isinstance(found, tuple):
+        return found
+    raise found()
+
+
+def block_refusal(
+    *, item: ItemFacts, actor_role: str | None, reason_on_board: bool = True
+) -> Refusal | None:
+    """check_block() without raising: None when allowed."""
+    refusal = role_refusal(actor_role, "member", doing="block items")
+    if refusal is not None:
+        return refusal
+    if item.closed:
+        return lambda: InvalidMove(f"{item.key} is closed; closed items cannot be blocked.")
+    if item.open_block_id is not None:
+        block_id = item.open_block_id
+        return lambda: AlreadyBlocked(
+            f"{item.key} is already blocked; resolve or edit that block instead of opening "
+            "another.",
+            block_id=block_id,
+        )
+    if not reason_on_board:
+        return lambda: InvalidInput("Choose one of this board's block reasons.")
+    return None
 
 
 def check_block(*, item: ItemFacts, actor_role: str | None, reason_on_board: bool) -> None:
     """Rule 4. Raises InsufficientRole, InvalidMove, AlreadyBlocked or InvalidInput."""
-    require_role(actor_role, "member", doing="block items")
-    if item.closed:
-        raise InvalidMove(f"{item.key} is closed; closed items cannot be blocked.")
-    if item.open_block_id is not None:
-        raise AlreadyBlocked(
-            f"{item.key} is already blocked; resolve or edit that block instead of opening "
-            "another.",
-            block_id=item.open_block_id,
-        )
-    if not reason_on_board:
-        raise InvalidInput("Choose one of this board's block reasons.")
+    _raise_if(block_refusal(item=item, actor_role=actor_role, reason_on_board=reason_on_board))
+
+
+def unblock_refusal(*, actor_role: str | None, already_resolved: bool = False) -> Refusal | None:
+    """check_unblock() without raising: None when allowed."""
+    refusal = role_refusal(actor_role, "member", doing="resolve blocks")
+    if refusal is not None:
+        return refusal
+    if already_resolved:
+        return lambda: InvalidMove("This block is already resolved.")
+    return None
 
 
 def check_unblock(*, actor_role: str | None, already_resolved: bool) -> None:
     """Rule 4. Raises InsufficientRole or InvalidMove."""
-    require_role(actor_role, "member", doing="resolve blocks")
-    if already_resolved:
-        raise InvalidMove("This block is already resolved.")
+    _raise_if(unblock_refusal(actor_role=actor_role, already_resolved=already_resolved))
 
 
 def check_criterion(
@@ -424,18 +658,28 @@ def check_version(*, given: int, current: int) -> None:
         )
 
 
+def discard_refusal(
+    *, item: ItemFacts, state: StateFacts, actor_role: str | None, reason: str = "-"
+) -> Refusal | None:
+    """check_discard() without raising: None when allowed (a reason is assumed given)."""
+    if item.closed:
+        return lambda: InvalidMove(f"{item.key} is already closed.")
+    if state.kind == "backlog":
+        refusal = role_refusal(actor_role, "member", doing="discard options")
+    else:
+        refusal = role_refusal(actor_role, "manager", doing="discard committed work")
+    if refusal is not None:
+        return refusal
+    if not reason.strip():
+        return lambda: InvalidInput("Say why the item is discarded: a reason is required.")
+    return None
+
+
 def check_discard(
     *, item: ItemFacts, state: StateFacts, actor_role: str | None, reason: str
 ) -> None:
     """Rule 7. Raises InvalidMove, InsufficientRole or InvalidInput."""
-    if item.closed:
-        raise InvalidMove(f"{item.key} is already closed.")
-    if state.kind == "backlog":
-        require_role(actor_role, "member", doing="discard options")
-    else:
-        require_role(actor_role, "manager", doing="discard committed work")
-    if not reason.strip():
-        raise InvalidInput("Say why the item is discarded: a reason is required.")
+    _raise_if(discard_refusal(item=item, state=state, actor_role=actor_role, reason=reason))
 
 
 def check_delete_state(*, state: StateFacts, item_count: int) -> None:

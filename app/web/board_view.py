@@ -7,10 +7,8 @@ WIP and criteria are left to the service on purpose, so a refused pull can expla
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import partial
 from urllib.parse import urlencode
 
 from sqlalchemy.orm import Session
@@ -20,8 +18,8 @@ from app.db import queries
 from app.db.board_queries import BoardFilters, CardRow, ColumnKey
 from app.db.models import BlockReason, Board, Criterion, Item, State, User
 from app.flow import rules
-from app.flow.errors import FlowError
-from app.services.items import item_facts, state_facts
+from app.flow.errors import FlowError, InvalidMove
+from app.services.items import get_item, item_facts, state_facts
 from app.web.templating import duration
 
 
@@ -94,12 +92,27 @@ class BoardView:
         return f"/boards/{self.board.id}" + (f"?{self.query}" if self.query else "")
 
     @property
+    def may_act(self) -> bool:
+        """Members and above get the shared Block / Send back dialogs (viewers never act)."""
+        return rules.role_at_least(self.role, "member")
+
+    @property
     def live_url(self) -> str:
         return f"/api/v1/boards/{self.board.id}/stream"
 
     def action_url(self, item_id: int, action: str) -> str:
         url = f"/boards/{self.board.id}/items/{item_id}/{action}"
         return url + (f"?{self.query}" if self.query else "")
+
+    def all_url(self, run: Run) -> str:
+        """The column's page with every card of the run (a plain link: a page of its own)."""
+        params = {
+            "stage": run.key.stage or "",
+            "lane": "expedite" if run.key.expedite else "",
+            "all": "1",
+        }
+        extra = f"&{self.query}" if self.query else ""
+        return f"/boards/{self.board.id}/states/{run.key.state_id}/cards?{urlencode(params)}{extra}"
 
     def more_url(self, run: Run) -> str:
         params = {
@@ -137,75 +150,54 @@ def wip_label(state: State, wip: int, delivered: int) -> tuple[str, str]:
 
 
 class _Rules:
-    """Allowed actions for one viewer on one board, asked of app.flow.rules."""
+    """Allowed actions for one viewer on one board, asked of app.flow.rules' non-raising twins
+    (no exception, no sentence per refused button of every card)."""
 
     def __init__(self, states: list[State], role: str, user: User, has_reasons: bool) -> None:
         self.states = states
         self.facts = [state_facts(s) for s in states]
+        self.facts_by_id = {f.id: f for f in self.facts}
         self.by_id = {s.id: s for s in states}
+        # Earlier work states per state, nearest last: the send-back candidates.
+        self.earlier = {
+            s.id: [
+                x for x in states if x.kind == "work" and (x.position, x.id) < (s.position, s.id)
+            ]
+            for s in states
+        }
         self.role = role
         self.user = user
         self.has_reasons = has_reasons
-
-    @staticmethod
-    def _allowed(check: Callable[[], object]) -> bool:
-        try:
-            check()
-        except FlowError:
-            return False
-        return True
+        # Role-only answers, the same for every card of this viewer.
+        self.may_unblock = rules.unblock_refusal(actor_role=role) is None
 
     def apply(self, card: Card) -> None:
         item = card.row.item
-        facts = item_facts(item, card.row.block.id if card.row.block else None)
-        state = self.by_id[item.state_id]
-        if facts.closed:
+        if item.done_at is not None or item.discarded_at is not None:
             return
-        card.may_pull = self._allowed(
-            lambda: rules.check_pull(
+        facts = item_facts(item, card.row.block.id if card.row.block else None)
+        role = self.role
+        card.may_pull = rules.pull_refusal(item=facts, states=self.facts, actor_role=role) is None
+        card.may_ready = (
+            rules.mark_ready_refusal(
                 item=facts,
-                states=self.facts,
-                actor_role=self.role,
-                target_wip=0,
-                actor_doing=0,
-                personal_limit=None,
-                unmet_entry=[],
-            )
-        )
-        card.may_ready = self._allowed(
-            lambda: rules.check_mark_ready(
-                item=facts,
-                state=state_facts(state),
+                state=self.facts_by_id[item.state_id],
                 actor_id=self.user.id,
-                actor_role=self.role,
-                unmet_exit=[],
+                actor_role=role,
             )
+            is None
         )
-        card.may_block = self.has_reasons and self._allowed(
-            lambda: rules.check_block(item=facts, actor_role=self.role, reason_on_board=True)
+        card.may_block = (
+            self.has_reasons and rules.block_refusal(item=facts, actor_role=role) is None
         )
-        card.may_unblock = facts.open_block_id is not None and self._allowed(
-            lambda: rules.check_unblock(actor_role=self.role, already_resolved=False)
-        )
-        earlier = [
-            s
-            for s in self.states
-            if s.kind == "work" and (s.position, s.id) < (state.position, state.id)
-        ]
+        card.may_unblock = facts.open_block_id is not None and self.may_unblock
         card.send_back_to = [
             s
-            for s in earlier
-            if self._allowed(
-                partial(
-                    rules.check_send_back,
-                    item=facts,
-                    states=self.facts,
-                    to_state_id=s.id,
-                    reason="-",
-                    actor_role=self.role,
-                    target_wip=0,
-                )
+            for s in self.earlier[item.state_id]
+            if rules.send_back_refusal(
+                item=facts, states=self.facts, to_state_id=s.id, actor_role=role
             )
+            is None
         ]
 
 
@@ -293,8 +285,16 @@ def build_board(
     # Read first: anything committed after this id is not shown yet, so live updates for it
     # still refresh; events at or below it (e.g. the viewer's own action) need no refresh.
     last_event_id = bq.last_event_id(session, board.id)
-    wip = queries.wip_by_state(session, board.id)
     counts = bq.column_counts(session, board.id, done.id if done else None, filters)
+    if filters == BoardFilters():
+        # Unfiltered, the counts already hold every open item outside Done: no second pass
+        # over the board's items for the WIP badges.
+        wip: dict[int, int] = {}
+        for key, n in counts.items():
+            if done is None or key.state_id != done.id:
+                wip[key.state_id] = wip.get(key.state_id, 0) + n
+    else:
+        wip = queries.wip_by_state(session, board.id)
     rows = bq.visible_cards(session, board.id, newest_first, done.id if done else None, filters)
     reasons = queries.block_reasons(session, board.id)
     cards = make_cards(session, rows, states, role, user, bool(reasons), now)
@@ -365,3 +365,62 @@ def _signals(view: BoardView, wip: dict[int, int], now: datetime) -> None:
         elif column.is_work:
             waited = oldest.age.removeprefix("ready ")
             previous.runs[1].signal = f"{state.name} has no room: this waits {waited}"
+
+
+@dataclass
+class ActionForm:
+    """The Block or Send back form of one item as a page of its own (no JavaScript)."""
+
+    action: str  # block | send-back
+    item: Item
+    board: Board
+    reasons: list[BlockReason]
+    send_back_to: list[State]
+    post_url: str
+    refusal: FlowError | None = None
+
+
+def action_form(
+    session: Session, *, user: User, item_id: int, action: str, query: str
+) -> ActionForm:
+    """What the card's Block / Send back link opens. Raises NotFound; a refused action comes back
+    with the rule's sentence (`refusal`) instead of a form."""
+    detail = get_item(session=session, item_id=item_id, actor=user)
+    item, board, role = detail.item, detail.board, detail.role
+    states = queries.states_of(session, board.id)
+    reasons = queries.block_reasons(session, board.id)
+    block = detail.open_block
+    card = Card(row=CardRow(item, detail.owner_name, block, None), age="")
+    _Rules(states, role, user, bool(reasons)).apply(card)
+    facts = item_facts(item, block.id if block else None)
+    refusal: FlowError | None = None
+    if action == "block" and not card.may_block:
+        found = rules.block_refusal(item=facts, actor_role=role, reason_on_board=bool(reasons))
+        refusal = found() if found else InvalidMove(f"{item.key} cannot be blocked now.")
+    elif action == "send-back" and not card.send_back_to:
+        found = rules.send_back_refusal(
+            item=facts,
+            states=[state_facts(s) for s in states],
+            to_state_id=_nearest_earlier_work(states, item.state_id),
+            actor_role=role,
+        )
+        refusal = found() if found else InvalidMove(f"{item.key} cannot be sent back now.")
+    post_url = f"/boards/{board.id}/items/{item.id}/{action}" + (f"?{query}" if query else "")
+    return ActionForm(
+        action=action,
+        item=item,
+        board=board,
+        reasons=reasons,
+        send_back_to=list(reversed(card.send_back_to)),  # nearest first, the default
+        post_url=post_url,
+        refusal=refusal,
+    )
+
+
+def _nearest_earlier_work(states: list[State], state_id: int) -> int:
+    """The state a send back would most likely aim at (its refusal explains the others)."""
+    here = next(s for s in states if s.id == state_id)
+    earlier = [
+        s for s in states if s.kind == "work" and (s.position, s.id) < (here.position, here.id)
+    ]
+    return earlier[-1].id if earlier else state_id

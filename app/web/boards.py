@@ -26,6 +26,7 @@ router = APIRouter()
 REFUSAL_HEADER = "X-Flowboard-Refusal"
 # The New item form's fields that make two submissions "the same" for its Idempotency-Key.
 NEW_ITEM_FIELDS = ("title", "class_of_service", "due_date")
+SHOW_ALL_MAX = 5_000  # cards of one column's "Show all"
 
 
 def parse_filters(request: Request) -> BoardFilters:
@@ -115,11 +116,20 @@ def column_page(
         stage = None
     key = ColumnKey(state.id, stage, params.get("lane") == "expedite")
     offset = parse_int(params.get("offset"), "offset") or 0
+    # "Show all": every card of the run in one answer (bounded: a column is not a dump).
+    per_column = SHOW_ALL_MAX if params.get("all") in ("1", "on", "true") else bq.PAGE
     filters = parse_filters(request)
     done = next((s for s in states if s.kind == "done"), None)
     newest = [s.id for s in states if s.kind in ("backlog", "done")]
     rows = bq.visible_cards(
-        session, board.id, newest, done.id if done else None, filters, only=key, offset=offset
+        session,
+        board.id,
+        newest,
+        done.id if done else None,
+        filters,
+        only=key,
+        offset=offset,
+        per_column=per_column,
     )
     total = bq.column_counts(session, board.id, done.id if done else None, filters).get(key, 0)
     reasons = queries.block_reasons(session, board.id)

@@ -18,8 +18,8 @@ from app.flow.errors import FlowError, InvalidInput, NotFound, VersionConflict
 from app.services import blocks, items
 from app.services.items import item_facts, state_facts
 from app.web import actions
-from app.web.board_view import Card, _Rules
-from app.web.boards import REFUSAL_HEADER
+from app.web.board_view import Card, _Rules, action_form, filter_query
+from app.web.boards import REFUSAL_HEADER, parse_filters
 from app.web.common import header_summary, parse_date, parse_int, see_other
 from app.web.deps import FormData, WebUser
 from app.web.errors import note_refusal
@@ -168,6 +168,33 @@ def item_response(
 @router.get("/items/{item_id}")
 def item_page(request: Request, item_id: int, session: DbSession, user: WebUser) -> Response:
     return item_response(request, session, user, item_id)
+
+
+@router.get("/items/{item_id}/forms/block")
+def block_page(request: Request, item_id: int, session: DbSession, user: WebUser) -> Response:
+    """The board's Block dialog as a page: the card's link without JavaScript."""
+    return _action_page(request, session, user, item_id, "block")
+
+
+@router.get("/items/{item_id}/forms/send-back")
+def send_back_page(request: Request, item_id: int, session: DbSession, user: WebUser) -> Response:
+    """The board's Send back dialog as a page: the card's link without JavaScript."""
+    return _action_page(request, session, user, item_id, "send-back")
+
+
+def _action_page(
+    request: Request, session: Session, user: User, item_id: int, action: str
+) -> Response:
+    query = filter_query(parse_filters(request))  # the board's filters, back after the post
+    form = action_form(session, user=user, item_id=item_id, action=action, query=query)
+    context = {
+        "form": form,
+        "query": query,
+        "nav_board": form.board,
+        "summary": header_summary(session, user),
+    }
+    status = form.refusal.status if form.refusal else 200
+    return render(request, "boards/action.html", context, status_code=status)
 
 
 def _done(request: Request, session: Session, user: User, item_id: int) -> Response:

@@ -9,6 +9,12 @@
  *   [data-focus-after-swap] or [role=alert]      focused after a user-initiated #board swap
  *   a[data-drawer] (+ hx-get, hx-target="#drawer-body")  opens <dialog id="drawer">
  *   [data-drawer-close]                          closes the drawer
+ *   button[form="card-act"][formaction] on a card   Pull / Mark ready / Unblock: posted with
+ *     htmx into #board (without JavaScript: a plain post of form#card-act, its CSRF field)
+ *   a[data-dialog="block"|"send-back"] on a card (aria-label "Block KEY", optional
+ *     data-to="<state ids>")                     opens dialog#block-dialog / #send-back-dialog
+ *     (its form's data-action has "{id}"); without the dialog the link is followed
+ *   [data-dialog-close]                          closes an action dialog
  *   body or #board: data-live-url (SSE), data-refresh-url (GET for #board),
  *                   optional data-live-events="name1,name2" (named SSE events)
  *   #live-status                                 "Live" / "Reconnecting…" / "Offline"
@@ -318,6 +324,92 @@
     drawerOpener = null;
   }, true);
 
+  /* ---------------- Shared Block / Send back dialogs ----------------
+   * One dialog per board instead of a form per card: the card's link names the item (its
+   * aria-label is the dialog's title), the card its id, data-to the states it may go back to. */
+  let dialogOpener = null;
+
+  function openActionDialog(link) {
+    const dlg = document.getElementById(`${link.dataset.dialog}-dialog`);
+    const card = link.closest('[data-item-id]');
+    const form = dlg && dlg.querySelector('form[data-action]');
+    if (!form || !card || typeof dlg.showModal !== 'function' || !hasHtmx()) return false;
+    form.reset();
+    form.dataset.url = form.dataset.action.replace('{id}', encodeURIComponent(card.dataset.itemId));
+    form.action = form.dataset.url; // a native submit (htmx gone) still posts to the right item
+    const title = dlg.querySelector('h2');
+    if (title) title.textContent = link.getAttribute('aria-label') || link.textContent;
+    const to = form.querySelector('select[name="to_state_id"]');
+    if (to) {
+      const allowed = (link.dataset.to || '').split(/\s+/).filter(Boolean);
+      Array.from(to.options).forEach((o) => {
+        const ok = allowed.includes(o.value);
+        o.hidden = !ok;
+        o.disabled = !ok;
+      });
+      // The order of data-to is the preference: the nearest earlier state first.
+      to.value = allowed.find((id) => to.querySelector(`option[value="${CSS.escape(id)}"]`)) || '';
+    }
+    dialogOpener = link;
+    dlg.showModal();
+    const first = form.querySelector('select, input:not([type="hidden"])');
+    if (first) first.focus();
+    return true;
+  }
+
+  document.addEventListener('click', (evt) => {
+    const t = evt.target;
+    if (!(t instanceof Element)) return;
+    const link = t.closest('a[data-dialog]');
+    if (link) {
+      if (evt.metaKey || evt.ctrlKey || evt.shiftKey || evt.altKey || evt.button !== 0) return;
+      if (openActionDialog(link)) evt.preventDefault();
+      return;
+    }
+    const closer = t.closest('[data-dialog-close]');
+    if (closer) {
+      const dlg = closer.closest('dialog');
+      if (dlg && dlg.open) { evt.preventDefault(); dlg.close(); }
+      return;
+    }
+    // A click on the backdrop (outside the dialog's box) closes it.
+    if (t instanceof HTMLDialogElement && t.classList.contains('action-dialog') && t.open) {
+      const r = t.getBoundingClientRect();
+      const inside = evt.clientX >= r.left && evt.clientX <= r.right && evt.clientY >= r.top && evt.clientY <= r.bottom;
+      if (!inside) t.close();
+    }
+  });
+
+  // The cards' buttons submit the board's one form#card-act to their own formaction.
+  document.addEventListener('submit', (evt) => {
+    const form = evt.target;
+    const button = evt.submitter;
+    if (!(form instanceof HTMLFormElement) || form.id !== 'card-act' || !hasHtmx()) return;
+    const url = button && button.getAttribute('formaction');
+    if (!url) return;
+    evt.preventDefault();
+    window.htmx.ajax('POST', url, { source: button, target: '#' + BOARD_ID, swap: 'outerHTML' });
+  });
+
+  document.addEventListener('submit', (evt) => {
+    const form = evt.target;
+    if (!(form instanceof HTMLFormElement) || !form.matches('dialog.action-dialog form[data-action]')) return;
+    if (!form.dataset.url || !hasHtmx()) return; // let the browser post it
+    evt.preventDefault();
+    const dlg = form.closest('dialog');
+    window.htmx.ajax('POST', form.dataset.url, { source: form, target: '#' + BOARD_ID, swap: 'outerHTML' })
+      .finally(() => form.reset());
+    if (dlg) { dialogOpener = null; dlg.close(); } // the answer's alert or card takes the focus
+  });
+
+  document.addEventListener('close', (evt) => {
+    const dlg = evt.target;
+    if (!(dlg instanceof HTMLDialogElement) || !dlg.classList.contains('action-dialog')) return;
+    if (dialogOpener && dialogOpener.isConnected) dialogOpener.focus();
+    dialogOpener = null;
+    setTimeout(afterUserActivity, 0);
+  }, true);
+
   /* ---------------- Live updates (SSE) ---------------- */
   let source = null;
   let sourceUrl = null;
@@ -359,6 +451,7 @@
   }
   function userIsBusy() {
     if (dragging) return true;
+    if (document.querySelector('dialog.action-dialog[open]')) return true; // filling a dialog
     const board = $board();
     const a = document.activeElement;
     if (board && a && board.contains(a)) {

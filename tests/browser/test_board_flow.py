@@ -12,7 +12,7 @@ from playwright.sync_api import Locator, Page, expect
 
 from tests.browser.conftest import Browsing, LiveServer, sign_in
 from tests.factories import PASSWORD, Seed
-from tests.web.helpers import add_item, item_state
+from tests.web.helpers import add_item, item_state, key
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
 
@@ -105,10 +105,12 @@ def test_block_with_a_reason_then_unblock(signed_in: OpenBoard, board: Seed) -> 
     page = signed_in("member")
     the_card = card(doing(page, "Build"), item_id)
 
-    the_card.locator("summary", has_text="Block").click()
-    the_card.get_by_label("Reason").select_option(label="Waiting for decision")
-    the_card.get_by_label("Waiting on").fill("the CFO")
-    the_card.get_by_role("button", name="Block", exact=True).click()
+    # The card's Block link opens the board's one shared Block dialog, named after the item.
+    the_card.get_by_role("link", name="Block").click()
+    dialog = page.get_by_role("dialog", name=f"Block {key(board, item_id)}")
+    dialog.get_by_label("Reason").select_option(label="Waiting for decision")
+    dialog.get_by_label("Waiting on").fill("the CFO")
+    dialog.get_by_role("button", name="Block", exact=True).click()
 
     the_card = card(doing(page, "Build"), item_id)
     badge = the_card.locator(".blockbadge")
@@ -144,8 +146,8 @@ def test_reviewer_pulls_into_review_and_sends_back(signed_in: OpenBoard, board: 
     in_review = card(doing(page, "Review"), item_id)
     expect(in_review).to_be_visible()
 
-    send_back = in_review.locator("details", has=page.locator("summary", has_text="Send back"))
-    send_back.locator("summary").click()
+    in_review.get_by_role("link", name="Send back").click()
+    send_back = page.get_by_role("dialog", name=f"Send back {key(board, item_id)}")
     send_back.get_by_label("Send back to").select_option(label="Build")
     send_back.get_by_label("Reason").fill("The numbers do not add up")
     send_back.get_by_role("button", name="Send back").click()

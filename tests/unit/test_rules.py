@@ -959,3 +959,195 @@ def test_waiting_for(kwargs: dict[str, Any], expected: str) -> None:
 )
 def test_role_at_least(role: str | None, required: str, expected: bool) -> None:
     assert rules.role_at_least(role, required) is expected
+
+
+# ---------------- The non-raising twins (refusal functions) ----------------
+
+ROLES = [None, "viewer", "member", "reviewer", "manager"]
+ITEMS = [
+    item(),
+    item(**IN_BUILD_DOING),
+    item(**IN_BUILD_READY),
+    item(**IN_REVIEW_DOING),
+    item(**IN_REVIEW_READY),
+    item(**IN_BUILD_DOING, open_block_id=5),
+    item(**IN_BUILD_READY, open_block_id=5),
+    item(**IN_REVIEW_DOING, class_of_service="expedite"),
+    item(state_id=DONE.id, done=True),
+    item(**IN_BUILD_DOING, discarded=True),
+    item(state_id=99),  # a state not on the board
+]
+
+
+def same_answer(check: Any, twin: Any, **kwargs: Any) -> bool:
+    """The twin says None exactly when the check passes, else builds the very error it raises.
+    Returns whether the action was allowed."""
+    try:
+        check(**kwargs)
+    except FlowError as error:
+        refusal = twin(**kwargs)
+        assert refusal is not None, (check.__name__, kwargs)
+        built = refusal()
+        assert type(built) is type(error)
+        assert built.detail == error.detail
+        assert built.fields == error.fields
+        return False
+    assert twin(**kwargs) is None, (twin.__name__, kwargs)
+    return True
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_pull_refusal_agrees_with_check_pull(role: str | None) -> None:
+    allowed = 0
+    for facts in ITEMS:
+        for wip, doing, limit, unmet, override in [
+            (0, 0, None, [], None),
+            (3, 0, None, [], None),
+            (3, 0, None, [], "urgent"),
+            (0, 2, 2, [], None),
+            (0, 0, None, [ENTRY], None),
+        ]:
+            for requested in (None, BUILD.id, REVIEW.id, 99):
+                allowed += same_answer(
+                    rules.check_pull,
+                    rules.pull_refusal,
+                    item=facts,
+                    states=STATES,
+                    actor_role=role,
+                    target_wip=wip,
+                    actor_doing=doing,
+                    personal_limit=limit,
+                    unmet_entry=unmet,
+                    override_reason=override,
+                    requested_state_id=requested,
+                )
+    if role in ("member", "reviewer", "manager"):
+        assert allowed  # the cases cover both answers
+
+
+def test_pull_refusal_defaults_ask_only_what_a_card_can_know() -> None:
+    assert rules.pull_refusal(item=item(), states=STATES, actor_role="member") is None
+    refusal = rules.pull_refusal(item=item(**IN_BUILD_DOING), states=STATES, actor_role="reviewer")
+    assert refusal is not None and isinstance(refusal(), NotReady)
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_mark_ready_refusal_agrees(role: str | None) -> None:
+    for facts in ITEMS:
+        for state in (BACKLOG, BUILD, REVIEW, DONE):
+            for actor in (OWNER, OTHER):
+                for unmet in ([], [EXIT]):
+                    same_answer(
+                        rules.check_mark_ready,
+                        rules.mark_ready_refusal,
+                        item=facts,
+                        state=state,
+                        actor_id=actor,
+                        actor_role=role,
+                        unmet_exit=unmet,
+                    )
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_send_back_refusal_agrees(role: str | None) -> None:
+    for facts in ITEMS:
+        for to in (BACKLOG.id, BUILD.id, REVIEW.id, DONE.id, 99):
+            for reason in ("", "sums wrong"):
+                for wip, override in [(0, None), (3, None), (3, "urgent")]:
+                    same_answer(
+                        rules.check_send_back,
+                        rules.send_back_refusal,
+                        item=facts,
+                        states=STATES,
+                        to_state_id=to,
+                        reason=reason,
+                        actor_role=role,
+                        target_wip=wip,
+                        override_reason=override,
+                    )
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_block_unblock_and_discard_refusals_agree(role: str | None) -> None:
+    for facts in ITEMS:
+        for on_board in (True, False):
+            same_answer(
+                rules.check_block,
+                rules.block_refusal,
+                item=facts,
+                actor_role=role,
+                reason_on_board=on_board,
+            )
+        for state in (BACKLOG, BUILD, DONE):
+            for reason in ("", "duplicate"):
+                same_answer(
+                    rules.check_discard,
+                    rules.discard_refusal,
+                    item=facts,
+                    state=state,
+                    actor_role=role,
+                    reason=reason,
+                )
+    for resolved in (True, False):
+        same_answer(
+            rules.check_unblock,
+            rules.unblock_refusal,
+            actor_role=role,
+            already_resolved=resolved,
+        )
+
+
+def test_capacity_refusal_returns_the_override_or_the_refusal() -> None:
+    args: dict[str, Any] = {"target": BUILD, "expedite_exceeds_limits": True}
+    assert (
+        rules.capacity_refusal(
+            item=item(), target_wip=2, actor_role="member", override_reason=None, **args
+        )
+        is None
+    )
+    found = rules.capacity_refusal(
+        item=item(class_of_service="expedite"),
+        target_wip=3,
+        actor_role="member",
+        override_reason=None,
+        **args,
+    )
+    assert isinstance(found, Override) and found.kind == "expedite"
+    found = rules.capacity_refusal(
+        item=item(), target_wip=3, actor_role="manager", override_reason=" urgent ", **args
+    )
+    assert found == Override("manager", "urgent")
+    found = rules.capacity_refusal(
+        item=item(), target_wip=3, actor_role="member", override_reason="urgent", **args
+    )
+    assert callable(found) and isinstance(found(), InsufficientRole)
+    found = rules.capacity_refusal(
+        item=item(), target_wip=3, actor_role="manager", override_reason=None, **args
+    )
+    assert callable(found) and isinstance(found(), WipLimitReached)
+
+
+def test_a_refusal_formats_nothing_until_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Asking "may I?" for a card builds no error (and no sentence) for a refused action."""
+    built: list[str] = []
+    original = FlowError.__init__
+
+    def counting(self: FlowError, *args: Any, **kwargs: Any) -> None:
+        built.append(type(self).__name__)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(FlowError, "__init__", counting)
+    blocked = item(**IN_BUILD_DOING, open_block_id=5)
+    assert rules.pull_refusal(item=blocked, states=STATES, actor_role="viewer") is not None
+    assert rules.block_refusal(item=blocked, actor_role="member") is not None
+    assert (
+        rules.send_back_refusal(
+            item=blocked, states=STATES, to_state_id=BUILD.id, actor_role="member"
+        )
+        is not None
+    )
+    assert (
+        rules.mark_ready_refusal(item=blocked, state=BUILD, actor_id=OTHER, actor_role="member")
+        is not None
+    )
+    assert built == []

@@ -68,7 +68,7 @@ def test_backlog_pages_newest_first(client: TestClient, seed: Seed) -> None:
     assert more and more.group(1) == more.group(2)
     url = more.group(1).replace("&amp;", "&")
     fragment = client.get(url, headers={"HX-Request": "true"})
-    assert fragment.status_code == 200 and fragment.headers["vary"] == "HX-Request"
+    assert fragment.status_code == 200 and "HX-Request" in fragment.headers["vary"].split(", ")
     assert "<html" not in fragment.text
     keys = re.findall(r'<span class="key">TST-(\d+)</span>', fragment.text)
     assert [int(k) for k in keys] == list(range(25, 5, -1))
