@@ -13,7 +13,7 @@ already happened. History may therefore skip states and move while blocked.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import pairwise
@@ -367,14 +367,17 @@ class _Rows:
         first = int(highest.scalar_one()) + 1
         return list(range(first, first + count))
 
-    def insert(self, table: str, columns: str, rows: list[Row]) -> None:
-        """Raises SQLAlchemy's errors (IntegrityError, OperationalError...), as Core would."""
-        if not rows:
-            return
+    def insert(self, table: str, columns: str, rows: Iterable[Row]) -> None:
+        """Raises SQLAlchemy's errors (IntegrityError, OperationalError...), as Core would.
+
+        On PostgreSQL the rows stream to the server as they are made, so building them and
+        the server's inserting overlap (two processes, two cores)."""
         if not self.postgres:
-            marks = ", ".join("?" * (columns.count(",") + 1))
-            statement = f"INSERT INTO {table} ({columns}) VALUES ({marks})"
-            self.connection.exec_driver_sql(statement, rows)
+            listed = list(rows)
+            if listed:
+                marks = ", ".join("?" * (columns.count(",") + 1))
+                statement = f"INSERT INTO {table} ({columns}) VALUES ({marks})"
+                self.connection.exec_driver_sql(statement, listed)
             return
         statement = f"COPY {table} ({columns}) FROM STDIN"
         raw = self.connection.connection.driver_connection
@@ -686,7 +689,7 @@ def import_history(
         chunk = planned[start : start + CHUNK_ITEMS]
         item_rows: list[Row] = []
         block_rows: list[Row] = []
-        event_rows: list[Row] = []
+        owned: list[tuple[int, _Planned, list[int]]] = []
         for offset, p in enumerate(chunk):
             item_id = item_ids[start + offset]
             item_rows.append(writer.item_row(item_id, first_number + start + offset, p))
@@ -696,10 +699,13 @@ def import_history(
                 writer.block_row(block_id, item_id, p, b)
                 for block_id, b in zip(mine, p.blocks, strict=True)
             )
-            event_rows.extend(writer.events(item_id, p, mine))
+            owned.append((item_id, p, mine))
         sink.insert("item", ITEM_COLUMNS, item_rows)
-        sink.insert("block", BLOCK_COLUMNS, block_rows)
-        sink.insert("event", EVENT_COLUMNS, event_rows)
+        if block_rows:
+            sink.insert("block", BLOCK_COLUMNS, block_rows)
+        # Most of the rows: made while they are sent (see _Rows.insert).
+        events = (row for item_id, p, mine in owned for row in writer.events(item_id, p, mine))
+        sink.insert("event", EVENT_COLUMNS, events)
         if progress is not None:
             progress(start + len(chunk), total)
     session.flush()
