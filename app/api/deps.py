@@ -9,6 +9,7 @@ from fastapi.security import OAuth2PasswordBearer
 
 from app.db import queries
 from app.db.models import ApiToken, User
+from app.db.session import reads_before_write
 from app.deps import WRITE_METHODS, ConflictError, DbSession, commit, db_session, get_db
 from app.flow.errors import InsufficientScope, NotAuthenticated
 from app.inputs import NonNegativeInt
@@ -32,7 +33,8 @@ def current_token(
             "Sign in first: send Authorization: Bearer <token> from POST /api/v1/auth/token."
         )
     now = queries.now()
-    found = users.user_for_token(session=session, token=token, now=now)
+    with reads_before_write(session):  # SQLite: the write lock waits for the route
+        found = users.user_for_token(session=session, token=token, now=now)
     if found is None:
         raise NotAuthenticated(
             "This token is unknown, revoked or expired: get a new one from POST /api/v1/auth/token."

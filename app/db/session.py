@@ -3,16 +3,22 @@ PostgreSQL waits are bounded (connect, statement, lock, pool, and a client-side 
 
 from __future__ import annotations
 
+import itertools
 import math
+import os
+import sqlite3
+import threading
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
 import psycopg
 from psycopg import errors as pg_errors
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -22,7 +28,20 @@ from app.config import Settings, get_settings
 # with BEGIN IMMEDIATE, taking the write lock up front so racing writers wait (busy timeout)
 # instead of failing with "database is locked" when they upgrade a read lock later.
 WRITE_OPTION = "flowboard_write"
+# Execution option for the reads a write request makes before its unit of work (see
+# reads_before_write): on SQLite they run without BEGIN, outside the write lock.
+READS_FIRST_OPTION = "flowboard_reads_first"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# PostgreSQL connections: an app process keeps POOL_SIZE open and opens up to
+# CONNECTIONS_PER_PROCESS under load (its threadpool runs at most 40 requests at once). The
+# processes of `flowboard serve --workers N` (told through WORKERS_ENV) share
+# CONNECTION_BUDGET, so N workers stay inside PostgreSQL's default max_connections (100) with
+# room for each one's LISTEN connection and health probe, migrations and psql.
+POOL_SIZE = 10
+CONNECTIONS_PER_PROCESS = 30
+CONNECTION_BUDGET = 80
+MIN_CONNECTIONS = 4
+WORKERS_ENV = "FLOWBOARD_WORKERS"
 # libpq (and psycopg) never wait less than 2 s for a connection.
 MIN_CONNECT_TIMEOUT_S = 2
 # How much longer than statement_timeout the client waits for an answer before it gives up on
@@ -85,7 +104,138 @@ class BoundedConnection(psycopg.Connection[Any]):
             ) from error
 
 
-def _configure_sqlite(engine: Engine) -> None:
+@dataclass(eq=False, slots=True)
+class WriterTicket:
+    """One writer's place in a WriterQueue: `number` in order of arrival, `ahead` the holder
+    and waiters it found there."""
+
+    number: int
+    owner: object
+    ahead: int
+    gate: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+
+class WriterQueueTimeout(Exception):
+    """A writer waited longer than the busy timeout for its turn."""
+
+
+class WriterQueue:
+    """First come, first served turns to write one SQLite file, for this process's writers.
+
+    SQLite lets one transaction write at a time, and its busy handler polls with growing
+    sleeps (1 ms up to 100 ms): under load newcomers keep winning while an unlucky writer
+    sleeps on, so a few requests wait seconds. Writers of this process queue here instead,
+    before BEGIN IMMEDIATE, and each release hands the turn to the longest waiter; the busy
+    timeout stays for writers in other processes (the CLI, a second server). A turn belongs to
+    a DBAPI connection, not a thread: a request's dependencies, route and cleanup run in
+    different threadpool threads.
+    """
+
+    def __init__(self) -> None:
+        self._mutex = threading.Lock()
+        self._holder: WriterTicket | None = None
+        self._waiting: deque[WriterTicket] = deque()
+        self._numbers = itertools.count(1)
+
+    @property
+    def holder(self) -> WriterTicket | None:
+        return self._holder
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting)
+
+    def acquire(self, owner: object, timeout: float) -> WriterTicket:
+        """Waits for `owner`'s turn (at most `timeout` seconds, else WriterQueueTimeout)."""
+        with self._mutex:
+            holder = self._holder
+            if holder is not None and holder.owner is owner:
+                return holder  # already its turn: never wait for oneself
+            ticket = WriterTicket(next(self._numbers), owner, len(self._waiting) + bool(holder))
+            if holder is None:  # nobody waits either: a release hands over to the next waiter
+                self._holder = ticket
+                return ticket
+            ticket.gate.acquire()
+            self._waiting.append(ticket)
+        if ticket.gate.acquire(timeout=timeout):
+            return ticket
+        with self._mutex:
+            if self._holder is ticket:  # handed over just as the wait ran out
+                return ticket
+            self._waiting.remove(ticket)
+        raise WriterQueueTimeout(f"no turn to write within {timeout:g} s")
+
+    def release(self, owner: object) -> bool:
+        """Ends `owner`'s turn, if it has it, and hands the turn to the longest waiter."""
+        with self._mutex:
+            if self._holder is None or self._holder.owner is not owner:
+                return False
+            self._holder = self._waiting.popleft() if self._waiting else None
+            if self._holder is not None:
+                self._holder.gate.release()
+            return True
+
+
+_WRITER_QUEUES: dict[str, WriterQueue] = {}
+_WRITER_QUEUES_LOCK = threading.Lock()
+
+
+def writer_queue_for(url: str) -> WriterQueue:
+    """The queue of the SQLite file behind `url`, shared by every engine on it in this process
+    (a private one for an in-memory database)."""
+    path = make_url(url).database
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return WriterQueue()
+    with _WRITER_QUEUES_LOCK:
+        return _WRITER_QUEUES.setdefault(os.path.realpath(path), WriterQueue())
+
+
+def _busy(message: str) -> sa_exc.OperationalError:
+    """What SQLite's own busy timeout raises, so the 503 `unavailable` path treats it alike."""
+    error = sqlite3.OperationalError(message)
+    error.sqlite_errorcode = 5  # SQLITE_BUSY
+    error.sqlite_errorname = "SQLITE_BUSY"
+    return sa_exc.OperationalError("BEGIN IMMEDIATE", None, error)
+
+
+def _dbapi(connection: Any) -> Any:
+    """The driver's connection behind a pool proxy (the pool hands out either)."""
+    return getattr(connection, "dbapi_connection", connection)
+
+
+def _configure_writer_queue(engine: Engine, queue: WriterQueue) -> None:
+    """Releases a connection's turn however its transaction ends: commit, rollback (including
+    the pool's rollback when a connection comes back or a session closes), invalidation and
+    close. SQLAlchemy has no "after commit" event, and releasing before COMMIT has run would
+    send the next writer into the busy handler's polling, so the dialect's own do_commit and
+    do_rollback are wrapped."""
+    dialect = engine.dialect
+    commit, rollback = dialect.do_commit, dialect.do_rollback
+
+    def do_commit(dbapi_connection: Any) -> None:
+        try:
+            commit(dbapi_connection)
+        finally:
+            queue.release(_dbapi(dbapi_connection))
+
+    def do_rollback(dbapi_connection: Any) -> None:
+        try:
+            rollback(dbapi_connection)
+        finally:
+            queue.release(_dbapi(dbapi_connection))
+
+    dialect.do_commit = do_commit  # type: ignore[method-assign]
+    dialect.do_rollback = do_rollback  # type: ignore[method-assign]
+
+    def release(dbapi_connection: Any, *_args: Any) -> None:
+        if dbapi_connection is not None:
+            queue.release(dbapi_connection)
+
+    for name in ("checkin", "invalidate", "close", "close_detached"):
+        event.listen(engine, name, release)
+
+
+def _configure_sqlite(engine: Engine, queue: WriterQueue) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy's "begin" event below issue BEGIN itself.
@@ -97,12 +247,26 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 
+    _configure_writer_queue(engine, queue)
+
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        if connection.get_execution_options().get(WRITE_OPTION):
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
-        else:
+        options = connection.get_execution_options()
+        if options.get(READS_FIRST_OPTION):
+            return  # no BEGIN: each read is its own snapshot (autocommit), and costs no turn
+        if not options.get(WRITE_OPTION):
             connection.exec_driver_sql("BEGIN")
+            return
+        owner = connection.connection.dbapi_connection
+        try:
+            queue.acquire(owner, SQLITE_BUSY_TIMEOUT_MS / 1000)
+        except WriterQueueTimeout as error:
+            raise _busy(f"database is locked (in-process writer queue: {error})") from error
+        try:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            queue.release(owner)
+            raise
 
 
 def postgres_connect_args(
@@ -162,6 +326,22 @@ def _configure_postgres(engine: Engine, timeouts: Timeouts, *, transaction_pooli
             )
 
 
+def serving_workers() -> int:
+    """How many app processes `flowboard serve --workers N` started (1 when not set)."""
+    try:
+        return max(1, int(os.environ.get(WORKERS_ENV, "1")))
+    except ValueError:
+        return 1
+
+
+def pool_limits(workers: int) -> tuple[int, int]:
+    """(pool_size, max_overflow) of one process when `workers` processes share PostgreSQL:
+    CONNECTION_BUDGET divided between them, at most CONNECTIONS_PER_PROCESS each."""
+    per_process = max(MIN_CONNECTIONS, min(CONNECTIONS_PER_PROCESS, CONNECTION_BUDGET // workers))
+    size = min(POOL_SIZE, per_process)
+    return size, per_process - size
+
+
 def make_engine(
     url: str,
     timeouts: Timeouts | None = None,
@@ -176,7 +356,7 @@ def make_engine(
         engine = create_engine(
             url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs
         )
-        _configure_sqlite(engine)
+        _configure_sqlite(engine, writer_queue_for(url))
         return engine
     timeouts = timeouts or Timeouts.from_settings(get_settings())
     if transaction_pooling is None:
@@ -185,8 +365,9 @@ def make_engine(
         prepared_statements = get_settings().db_prepared_statements
     if kwargs.get("poolclass") is None:
         kwargs.setdefault("pool_pre_ping", True)
-        kwargs.setdefault("pool_size", 10)
-        kwargs.setdefault("max_overflow", 20)
+        size, overflow = pool_limits(serving_workers())
+        kwargs.setdefault("pool_size", size)
+        kwargs.setdefault("max_overflow", overflow)
         kwargs.setdefault("pool_timeout", timeouts.pool_seconds)
     connect_args = {
         **postgres_connect_args(
@@ -211,6 +392,8 @@ class Database:
         self.timeouts = timeouts or Timeouts.from_settings(get_settings())
         self.engine = make_engine(url, self.timeouts, **engine_kwargs)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
+        # Where this process's SQLite writers wait their turn (None on PostgreSQL).
+        self.writer_queue = writer_queue_for(url) if self.is_sqlite else None
         self._read = sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
         self._write = sessionmaker(
             self.engine.execution_options(**{WRITE_OPTION: True}),
@@ -236,6 +419,29 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+@contextmanager
+def reads_before_write(session: Session) -> Iterator[None]:
+    """Wraps the reads a write request makes before its route runs (who is asking: the token,
+    the cookie, the CSRF check). On SQLite they run outside the write lock and end with the
+    block, so the write transaction begins at the route's first statement, in the route's own
+    thread: a writer's turn never spans the hop from a dependency's threadpool thread through
+    the event loop to the route's, which under load made every turn longer, and with all
+    threadpool threads waiting for the turn would leave the holder no thread for its route.
+    Objects read stay in the session; changes made to them after the block are written by the
+    route's transaction. On PostgreSQL (row locks, no database lock) nothing changes."""
+    bind = session.get_bind()
+    if (
+        bind.dialect.name != "sqlite"
+        or session.in_transaction()
+        or not bind.get_execution_options().get(WRITE_OPTION)
+    ):
+        yield
+        return
+    session.connection(execution_options={READS_FIRST_OPTION: True})
+    yield
+    session.commit()  # nothing to write; ends the reads and gives the connection back
 
 
 @lru_cache

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from app.config import get_settings
 from app.db import queries
 from app.db.models import User, WebSession
+from app.db.session import reads_before_write
 from app.deps import WRITE_METHODS, DbSession, get_db
 from app.services import users
 
@@ -110,7 +111,8 @@ def web_user(
     On state-changing methods the synchronizer token and the origin are checked first
     (CsrfRefused: 403, nothing changed).
     """
-    found = _session_from_cookie(request, session)
+    with reads_before_write(session):  # SQLite: the write lock waits for the route
+        found = _session_from_cookie(request, session)
     if found is None:
         if request.method in WRITE_METHODS:
             raise CsrfRefused
