@@ -211,9 +211,16 @@ def item_row(session: Session, item_id: int, user_id: int, *, lock: bool = False
     return ItemRow(item=item, board=board, role=role, open_block=block, owner_name=owner_name)
 
 
-def lock_state(session: Session, state_id: int) -> State | None:
+def _has_row_locks(session: Session) -> bool:
+    """False on SQLite: it drops FOR UPDATE, and its writers already hold the database's one
+    write lock (BEGIN IMMEDIATE), so a locking read would only cost a statement."""
+    return session.get_bind().dialect.name != "sqlite"
+
+
+def lock_state(session: Session, state_id: int) -> None:
     """Locks the receiving state's row so WIP is counted and changed by one pull at a time."""
-    return session.scalar(select(State).where(State.id == state_id).with_for_update())
+    if _has_row_locks(session):
+        session.execute(select(State.id).where(State.id == state_id).with_for_update())
 
 
 def lock_user(session: Session, user_id: int) -> None:
@@ -222,7 +229,8 @@ def lock_user(session: Session, user_id: int) -> None:
     FOR NO KEY UPDATE: it serialises these pulls without blocking the key-share locks that
     rows referencing the user (events, owner_id) take while being written.
     """
-    session.execute(select(User.id).where(User.id == user_id).with_for_update(key_share=True))
+    if _has_row_locks(session):
+        session.execute(select(User.id).where(User.id == user_id).with_for_update(key_share=True))
 
 
 def open_item_filter() -> list[ColumnElement[bool]]:
