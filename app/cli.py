@@ -26,8 +26,27 @@ def cmd_migrate(_args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    import os
+
     import uvicorn
 
+    from app.db.session import WORKERS_ENV
+
+    if args.workers < 1:
+        print("flowboard serve: --workers must be 1 or more.", file=sys.stderr)
+        return 2
+    if args.workers > 1 and _database_url().startswith("sqlite"):
+        print(
+            f"flowboard serve: --workers {args.workers} needs PostgreSQL. On SQLite one process "
+            "is the limit: SQLite allows one writer at a time, and only inside one process do "
+            "writers wait their turn in order (across processes they poll for the lock, and "
+            "the slowest requests wait seconds). Set FLOWBOARD_DATABASE_URL to a PostgreSQL URL "
+            "to run more.",
+            file=sys.stderr,
+        )
+        return 2
+    # Each worker process sizes its connection pool by how many share the database.
+    os.environ[WORKERS_ENV] = str(args.workers)
     cmd_migrate(args)
     print(f"Flowboard is serving on http://{args.host}:{args.port}/  (Ctrl+C stops it)")
     if CREDENTIALS_FILE.exists():
