@@ -236,6 +236,9 @@ class Item(Base):
         CheckConstraint(_in("class_of_service", CLASSES_OF_SERVICE), name="class_of_service"),
         Index("ix_item_state_id_stage", "state_id", "stage"),
         Index("ix_item_board_id_owner_id", "board_id", "owner_id"),
+        # A person's doing items (the personal limit on every pull): without it the count
+        # scanned every item they ever owned (migration 0005).
+        Index("ix_item_owner_id_stage", "owner_id", "stage"),
         # Analytics windows (migration 0002): delivered in a window, alive at a moment.
         Index("ix_item_board_id_done_at", "board_id", "done_at"),
         Index("ix_item_board_id_created_at", "board_id", "created_at"),
