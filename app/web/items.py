@@ -61,8 +61,15 @@ def describe(event: Event, states: dict[int, State], names: dict[int, str]) -> s
         "assigned": "assigned it to "
         + (names.get(data["owner_id"], "someone") if data.get("owner_id") else "nobody"),
         "discarded": f"discarded it: {data.get('reason', '')}",
-        "wip_override": f"went past {name(event.to_state_id)}'s WIP limit "
-        f"({data.get('kind', '')}: {data.get('reason', '')})",
+        "wip_override": (
+            "went past "
+            + (
+                f"{names.get(data['owner_id'], 'the new owner')}'s personal WIP limit"
+                if data.get("personal") and data.get("owner_id")
+                else f"{name(event.to_state_id)}'s WIP limit"
+            )
+            + f" ({data.get('kind', '')}: {data.get('reason', '')})"
+        ),
         "commented": "commented",
     }.get(event.type)
     return text or event.type.replace("_", " ")

@@ -161,3 +161,18 @@ def test_a_deactivated_account_cannot_be_given_work(api: Api) -> None:
     body = problem(assign(api, "manager", mine, "member2"), 422, "validation")
     assert "deactivated" in body["detail"]
     assert api.ok(api.get("member", f"/items/{mine['id']}"))["owner_id"] == uid(api, "member")
+
+
+def test_the_timeline_names_a_personal_override_as_such(api: Api, client: TestClient) -> None:
+    personal_limit(api, 1)
+    api.item_in("build", owner="member")
+    theirs = api.item_in("build", owner="member2")
+    api.ok(assign(api, "manager", theirs, "member", override_reason="Max is on leave"))
+    sign_in(client, api.seed.user("viewer"))
+    page = client.get(f"/items/{theirs['id']}")
+    assert page.status_code == 200
+    name = api.seed.user("member").name
+    assert f"went past {name}’s personal WIP limit" in page.text.replace("&#39;", "’").replace(
+        "'", "’"
+    )
+    assert "Build’s WIP limit" not in page.text.replace("&#39;", "’").replace("'", "’")
