@@ -31,6 +31,16 @@ POSTGRES_URL = os.environ.get("FLOWBOARD_TEST_POSTGRES_URL", "")
 BACKENDS = ["sqlite"] + (["postgresql"] if POSTGRES_URL else [])
 
 
+def require_postgres_url() -> str:
+    """The PostgreSQL server for tests that need one; under CI its absence fails, never skips."""
+    if not POSTGRES_URL:
+        message = "needs PostgreSQL: set FLOWBOARD_TEST_POSTGRES_URL"
+        if os.environ.get("CI"):
+            pytest.fail(f"{message} (CI must run these tests)", pytrace=False)
+        pytest.skip(message)
+    return POSTGRES_URL
+
+
 @pytest.fixture(autouse=True)
 def cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(passwords, "_hasher", CHEAP_HASHER)

@@ -33,7 +33,11 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from app.db.migrate import upgrade
-from tests.conftest import POSTGRES_URL, create_postgres_database, drop_postgres_database
+from tests.conftest import (
+    create_postgres_database,
+    drop_postgres_database,
+    require_postgres_url,
+)
 from tests.pgcluster import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,9 +62,7 @@ def binary(name: str) -> str:
 
 
 def require_postgres() -> str:
-    if not POSTGRES_URL:
-        pytest.skip("several processes need one PostgreSQL: set FLOWBOARD_TEST_POSTGRES_URL")
-    return POSTGRES_URL
+    return require_postgres_url()  # several processes need one PostgreSQL
 
 
 @contextmanager

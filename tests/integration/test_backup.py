@@ -31,7 +31,11 @@ from app.services import blocks, boards, items, users
 from app.services.backup import UNUSABLE_PASSWORD, _JsonStream, _snapshot
 from tests.analytics.helpers import block, do_import, item, move, t
 from tests.api.helpers import Api
-from tests.conftest import POSTGRES_URL, drop_postgres_database, fresh_database_url
+from tests.conftest import (
+    drop_postgres_database,
+    fresh_database_url,
+    require_postgres_url,
+)
 from tests.factories import PASSWORD, Seed, make_user, seed_board, token_headers
 
 WINDOW = {"from": "2026-03-01T00:00:00Z", "to": "2026-03-21T00:00:00Z"}
@@ -227,7 +231,6 @@ def tables_of(path: Path) -> dict[str, Any]:
 # --- SQLite -> PostgreSQL -> SQLite ---------------------------------------------------------
 
 
-@pytest.mark.skipif(not POSTGRES_URL, reason="needs FLOWBOARD_TEST_POSTGRES_URL")
 def test_sqlite_to_postgresql_and_back_answers_identically(
     databases: Callable[[str], str],
     use_cli: Callable[[str], None],
@@ -235,6 +238,7 @@ def test_sqlite_to_postgresql_and_back_answers_identically(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    require_postgres_url()
     source = databases("sqlite")
     database = Database(source)
     seed = build_history(database)

@@ -17,7 +17,11 @@ import pytest
 
 from app.db.migrate import upgrade
 from app.db.session import Database, pool_limits
-from tests.conftest import POSTGRES_URL, create_postgres_database, drop_postgres_database
+from tests.conftest import (
+    create_postgres_database,
+    drop_postgres_database,
+    require_postgres_url,
+)
 from tests.factories import PASSWORD, make_user
 from tests.pgcluster import free_port
 
@@ -73,8 +77,7 @@ def test_pool_sizes_shrink_as_workers_grow() -> None:
 
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
-    if not POSTGRES_URL:
-        pytest.skip("FLOWBOARD_TEST_POSTGRES_URL is not set")
+    require_postgres_url()
     name = f"flowboard_workers_{uuid.uuid4().hex[:8]}"
     url = create_postgres_database(name)
     try:
