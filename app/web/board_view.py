@@ -7,7 +7,7 @@ WIP and criteria are left to the service on purpose, so a refused pull can expla
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from urllib.parse import urlencode
 
@@ -98,11 +98,19 @@ class BoardView:
 
     @property
     def live_url(self) -> str:
-        return f"/api/v1/boards/{self.board.id}/stream"
+        """Unfiltered pages get ready-made deltas; a filtered page reloads itself on each event
+        (a delta is rendered for the unfiltered board)."""
+        if self.query:
+            return f"/api/v1/boards/{self.board.id}/stream"
+        return f"/boards/{self.board.id}/live"
 
     def action_url(self, item_id: int, action: str) -> str:
         url = f"/boards/{self.board.id}/items/{item_id}/{action}"
         return url + (f"?{self.query}" if self.query else "")
+
+    def run_id(self, key: ColumnKey) -> str:
+        """The element id of a run: deltas (action answers, live) address runs by it."""
+        return f"run-{key.state_id}-{key.stage or 'all'}" + ("-x" if key.expedite else "")
 
     def all_url(self, run: Run) -> str:
         """The column's page with every card of the run (a plain link: a page of its own)."""
@@ -149,11 +157,11 @@ def wip_label(state: State, wip: int, delivered: int) -> tuple[str, str]:
     return f"{wip}/{state.wip_limit}", "under"
 
 
-class _Rules:
+class CardRules:
     """Allowed actions for one viewer on one board, asked of app.flow.rules' non-raising twins
     (no exception, no sentence per refused button of every card)."""
 
-    def __init__(self, states: list[State], role: str, user: User, has_reasons: bool) -> None:
+    def __init__(self, states: list[State], role: str, user_id: int, has_reasons: bool) -> None:
         self.states = states
         self.facts = [state_facts(s) for s in states]
         self.facts_by_id = {f.id: f for f in self.facts}
@@ -166,7 +174,7 @@ class _Rules:
             for s in states
         }
         self.role = role
-        self.user = user
+        self.user_id = user_id
         self.has_reasons = has_reasons
         # Role-only answers, the same for every card of this viewer.
         self.may_unblock = rules.unblock_refusal(actor_role=role) is None
@@ -182,7 +190,7 @@ class _Rules:
             rules.mark_ready_refusal(
                 item=facts,
                 state=self.facts_by_id[item.state_id],
-                actor_id=self.user.id,
+                actor_id=self.user_id,
                 actor_role=role,
             )
             is None
@@ -199,6 +207,16 @@ class _Rules:
             )
             is None
         ]
+
+    def restyled(self, card: Card) -> Card:
+        """A copy of `card` with the buttons this viewer gets (live deltas render per viewer
+        variant from one build)."""
+        fresh = replace(
+            card, may_pull=False, may_ready=False, may_block=False, may_unblock=False
+        )
+        fresh.send_back_to = []
+        self.apply(fresh)
+        return fresh
 
 
 def _criteria_text(
@@ -225,7 +243,7 @@ def make_cards(
     rows: list[CardRow],
     states: list[State],
     role: str,
-    user: User,
+    user_id: int,
     has_reasons: bool,
     now: datetime,
 ) -> list[Card]:
@@ -238,7 +256,7 @@ def make_cards(
     ids = [r.item.id for r in rows]
     checks = queries.checks_for_items(session, ids)
     ready_at = bq.ready_since(session, [r.item.id for r in rows if r.item.stage == "ready"])
-    rule = _Rules(states, role, user, has_reasons)
+    rule = CardRules(states, role, user_id, has_reasons)
     cards = []
     for row in rows:
         item = row.item
@@ -273,7 +291,7 @@ def build_board(
     *,
     board: Board,
     role: str,
-    user: User,
+    user_id: int,
     filters: BoardFilters,
     now: datetime,
     alert_item_id: int | None = None,
@@ -297,7 +315,7 @@ def build_board(
         wip = queries.wip_by_state(session, board.id)
     rows = bq.visible_cards(session, board.id, newest_first, done.id if done else None, filters)
     reasons = queries.block_reasons(session, board.id)
-    cards = make_cards(session, rows, states, role, user, bool(reasons), now)
+    cards = make_cards(session, rows, states, role, user_id, bool(reasons), now)
     view = BoardView(
         board=board,
         role=role,
@@ -391,7 +409,7 @@ def action_form(
     reasons = queries.block_reasons(session, board.id)
     block = detail.open_block
     card = Card(row=CardRow(item, detail.owner_name, block, None), age="")
-    _Rules(states, role, user, bool(reasons)).apply(card)
+    CardRules(states, role, user.id, bool(reasons)).apply(card)
     facts = item_facts(item, block.id if block else None)
     refusal: FlowError | None = None
     if action == "block" and not card.may_block:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from sqlalchemy.orm import Session
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, Response
 
 from app.db import board_queries as bq
 from app.db import queries
@@ -16,14 +16,16 @@ from app.inputs import parse_id
 from app.services import idempotency, items
 from app.services.access import visible_board
 from app.web import actions
+from app.web.board_delta import board_delta, render_cards, render_heads, wrap
 from app.web.board_view import BoardView, Run, build_board, filter_query, make_cards
 from app.web.common import header_summary, parse_date, parse_int, parse_text, see_other
 from app.web.deps import FormData, WebUser
 from app.web.errors import note_refusal
-from app.web.templating import is_htmx, render
+from app.web.templating import env, is_htmx, render
 
 router = APIRouter()
 REFUSAL_HEADER = "X-Flowboard-Refusal"
+DELTA_HEADER = "X-Flowboard-Delta"  # the answer is a delta for board.js, not a board
 # The New item form's fields that make two submissions "the same" for its Idempotency-Key.
 NEW_ITEM_FIELDS = ("title", "class_of_service", "due_date")
 SHOW_ALL_MAX = 5_000  # cards of one column's "Show all"
@@ -69,7 +71,7 @@ def board_response(
         session,
         board=board,
         role=role,
-        user=user,
+        user_id=user.id,
         filters=parse_filters(request),
         now=queries.now(),
         alert=alert,
@@ -133,7 +135,7 @@ def column_page(
     )
     total = bq.column_counts(session, board.id, done.id if done else None, filters).get(key, 0)
     reasons = queries.block_reasons(session, board.id)
-    cards = make_cards(session, rows, states, role, user, bool(reasons), queries.now())
+    cards = make_cards(session, rows, states, role, user.id, bool(reasons), queries.now())
     run = Run(
         key=key,
         title={"doing": "Doing", "ready": "Ready"}.get(stage or "", state.name),
@@ -250,4 +252,30 @@ def card_action(
             alert_item_id=item_id,
             status_code=error.status,
         )
+    if is_htmx(request):
+        return delta_response(request, session, user, board_id, item_id)
     return _after_action(request, session, user, board_id)
+
+
+def delta_response(
+    request: Request, session: Session, user: User, board_id: int, item_id: int
+) -> Response:
+    """An action's answer for htmx: only the acted-on card (where it now sits), every column's
+    head and the header counts; board.js patches them in (`X-Flowboard-Delta`). HX-Reswap
+    none: an htmx without board.js leaves the board as it is rather than replace it."""
+    board, role = visible_board(session, board_id=board_id, actor=user)
+    delta = board_delta(
+        session,
+        board=board,
+        role=role,
+        user_id=user.id,
+        filters=parse_filters(request),
+        now=queries.now(),
+        item_ids=[item_id],
+    )
+    inner = render_heads(delta.view) + render_cards(delta.view, delta.placements)
+    summary = env.get_template("_summary.html").render(summary=header_summary(session, user))
+    return HTMLResponse(
+        wrap(delta.view, inner + summary),
+        headers={DELTA_HEADER: "1", "HX-Reswap": "none", "Vary": "HX-Request"},
+    )

@@ -18,7 +18,7 @@ from app.flow.errors import FlowError, InvalidInput, NotFound, VersionConflict
 from app.services import blocks, items
 from app.services.items import item_facts, state_facts
 from app.web import actions
-from app.web.board_view import Card, _Rules, action_form, filter_query
+from app.web.board_view import Card, CardRules, action_form, filter_query
 from app.web.boards import REFUSAL_HEADER, parse_filters
 from app.web.common import header_summary, parse_date, parse_int, see_other
 from app.web.deps import FormData, WebUser
@@ -93,7 +93,7 @@ def item_context(
         row=CardRow(item, detail.owner_name, block, block.reason.name if block else None),
         age="",
     )
-    _Rules(states, role, user, bool(reasons)).apply(card)
+    CardRules(states, role, user.id, bool(reasons)).apply(card)
     may_discard = True
     try:
         rules.check_discard(

@@ -1,4 +1,5 @@
-"""Live updates over Server-Sent Events: `data: {"event_id": N}` when a board changes.
+"""Live updates over Server-Sent Events: `data: {"event_id": N}` when a board changes (API
+and My work); board pages get ready-made deltas instead (app.web.board_feed).
 
 The database is used only to authenticate and check membership, then released: the stream
 waits on the in-process hub (fed by NOTIFY on PostgreSQL), never on an open session.
@@ -33,6 +34,7 @@ from app.inputs import Id
 from app.live.hub import hub
 from app.services import users
 from app.services.access import visible_board
+from app.web.board_feed import Message, feeds
 from app.web.deps import SESSION_COOKIE
 
 router = APIRouter()
@@ -54,6 +56,7 @@ class StreamAccess:
     cookie: str | None
     board_id: int | None  # None: every board I am on (My work)
     board_ids: tuple[int, ...]
+    role: str | None = None  # board pages' streams: the role their deltas are rendered for
 
 
 def _credentials(request: Request) -> tuple[str | None, str | None]:
@@ -83,11 +86,15 @@ def _boards(session: Session, user: User, board_id: int | None) -> tuple[int, ..
     return tuple(board.id for board, _ in bq.my_boards(session, user))
 
 
-def _authorise(request: Request, board_id: int | None) -> StreamAccess:
-    """Who streams which boards, checked with a short session."""
+def _authorise(request: Request, board_id: int | None, *, deltas: bool = False) -> StreamAccess:
+    """Who streams which boards, checked with a short session. `deltas`: a board page's stream,
+    rendered for the viewer's role."""
     bearer, cookie = _credentials(request)
     with get_db(request).session(write=False) as session:
         user = _user(session, bearer, cookie)
+        if deltas and board_id is not None:
+            _, role = visible_board(session, board_id=board_id, actor=user)
+            return StreamAccess(user.id, bearer, cookie, board_id, (board_id,), role)
         board_ids = _boards(session, user, board_id)
         return StreamAccess(user.id, bearer, cookie, board_id, board_ids)
 
@@ -98,6 +105,10 @@ def still_allowed(database: Database, access: StreamAccess) -> bool:
     with database.session(write=False) as session:
         try:
             user = _user(session, access.bearer, access.cookie)
+            if access.role is not None and access.board_id is not None:
+                # A changed role changes the buttons: the page reconnects for the new ones.
+                _, role = visible_board(session, board_id=access.board_id, actor=user)
+                return user.id == access.user_id and role == access.role
             return user.id == access.user_id and (
                 set(_boards(session, user, None)) == set(access.board_ids)
                 if access.board_id is None
@@ -120,12 +131,20 @@ async def event_stream(
     deadline = loop.time() + max_seconds
     database = get_db(request)
     async with AsyncExitStack() as stack:
-        subs = [await stack.enter_async_context(hub.subscribe(b)) for b in access.board_ids]
+        sources: list[asyncio.Queue[int] | asyncio.Queue[Message]]
+        if access.role is not None and access.board_id is not None:
+            watcher = await stack.enter_async_context(
+                feeds.watch(database, access.board_id, access.role, access.user_id)
+            )
+            sources = [watcher.queue]
+        else:
+            subs = [await stack.enter_async_context(hub.subscribe(b)) for b in access.board_ids]
+            sources = [s.queue for s in subs]
         watch = await stack.enter_async_context(hub.watch_access(access.user_id))
         yield ServerSentEvent(comment="connected", retry=RETRY_MS)
-        queue: asyncio.Queue[int] = asyncio.Queue()
+        queue: asyncio.Queue[int | Message] = asyncio.Queue()
 
-        async def pump(sub_queue: asyncio.Queue[int]) -> None:
+        async def pump(sub_queue: asyncio.Queue[int] | asyncio.Queue[Message]) -> None:
             while True:
                 await queue.put(await sub_queue.get())
 
@@ -135,7 +154,7 @@ async def event_stream(
                 watch.changed.clear()
                 await queue.put(ACCESS_CHANGED)
 
-        tasks = [asyncio.create_task(pump(s.queue)) for s in subs]
+        tasks = [asyncio.create_task(pump(source)) for source in sources]
         tasks.append(asyncio.create_task(watch_pump()))
         next_check = loop.time() + recheck_seconds
         try:
@@ -154,13 +173,16 @@ async def event_stream(
                     next_check = loop.time() + recheck_seconds
                 timeout = max(0.0, min(remaining, next_check - loop.time(), 5))
                 try:
-                    event_id = await asyncio.wait_for(queue.get(), timeout=timeout)
+                    news = await asyncio.wait_for(queue.get(), timeout=timeout)
                 except TimeoutError:
                     continue
-                if event_id == ACCESS_CHANGED:
+                if isinstance(news, Message):
+                    yield ServerSentEvent(event=news.kind, data=news.data)
+                    continue
+                if news == ACCESS_CHANGED:
                     next_check = loop.time()  # re-check now, at the top of the loop
                     continue
-                yield ServerSentEvent(data=json.dumps({"event_id": event_id}))
+                yield ServerSentEvent(data=json.dumps({"event_id": news}))
         finally:
             for task in tasks:
                 task.cancel()
@@ -195,8 +217,11 @@ async def board_stream(request: Request, board_id: Id) -> EventSourceResponse:
 
 
 @router.get("/boards/{board_id}/live")
-async def board_live(request: Request, board_id: int) -> EventSourceResponse:
-    return await board_stream(request, board_id)
+async def board_live(request: Request, board_id: Id) -> EventSourceResponse:
+    """The board page's stream: `event: delta` with the changed cards and heads rendered for
+    the viewer's role (app.web.board_feed), or `event: refresh` when the board must reload."""
+    access = await run_in_threadpool(_authorise, request, board_id, deltas=True)
+    return _response(request, access)
 
 
 @router.get("/me/live")

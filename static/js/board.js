@@ -17,6 +17,13 @@
  *   [data-dialog-close]                          closes an action dialog
  *   body or #board: data-live-url (SSE), data-refresh-url (GET for #board),
  *                   optional data-live-events="name1,name2" (named SSE events)
+ *   Deltas (X-Flowboard-Delta answers to actions; SSE `event: delta` on board pages):
+ *     div[data-delta][data-seen][data-lane] holding heads (elements with an id that replace the
+ *     page's element of that id: #wip-S, #signal-RUN, #more-RUN, #my-summary) and
+ *     div[data-card-for=ID][data-run=RUN][data-after=ID?] wrappers with the card's new copy
+ *     (empty: no longer shown). A delta's parts replace only what is not newer: the page's
+ *     elements read their event id from data-seen (set when a delta put them there) or #board.
+ *   SSE `event: refresh`: reload #board (a change that is not about cards).
  *   #live-status                                 "Live" / "Reconnecting…" / "Offline"
  */
 (() => {
@@ -54,6 +61,11 @@
   document.addEventListener('htmx:beforeSwap', (evt) => {
     const d = evt.detail;
     const status = d.xhr ? d.xhr.status : 0;
+    if (d.xhr && d.xhr.getResponseHeader('X-Flowboard-Delta') === '1' && status === 200) {
+      d.shouldSwap = false;
+      applyUserDelta(d.xhr.responseText);
+      return;
+    }
     // X-Flowboard-Refusal: the server rendered a refusal (any 4xx, e.g. a role's 403 or a
     // stale edit in the item panel) as HTML for this target: swap it like 409/422 on #board.
     const refusal = d.xhr && d.xhr.getResponseHeader('X-Flowboard-Refusal') === '1';
@@ -98,9 +110,11 @@
     restoreAllCards();
   });
   let userRequests = 0; // user-initiated requests in flight (not live refreshes)
+  let actionFocus = null; // what had focus when the user acted: restored after a delta
   document.addEventListener('htmx:beforeRequest', (evt) => {
     if (isLiveRequest(evt)) return;
     userRequests += 1;
+    actionFocus = focusKey(document.activeElement);
     const el = document.getElementById('client-alert');
     if (el) el.hidden = true;
   });
@@ -255,8 +269,131 @@
     }
     ensureLive();
     if (refreshPending) scheduleRefresh();
+    if (liveDeltas.length) setTimeout(flushDeltas, 0);
   });
   document.addEventListener('htmx:load', (evt) => initSortables(evt.target));
+
+  /* ---------------- Deltas ---------------- */
+  // The newest event id an element's rendering read: its own (set when a delta put it there)
+  // or the board's (a whole rendering).
+  const seenOf = (el) => {
+    const board = $board();
+    return Number((el && el.dataset && el.dataset.seen) || (board && board.dataset.eventId) || 0);
+  };
+
+  // The run's paging links as this page shows it: the delta's links count the cards its
+  // rendering showed, the page may show more (Show more) or fewer/more (other deltas).
+  function correctMore(slot, run) {
+    const shownHere = run ? run.querySelectorAll(':scope > article.card').length : 0;
+    const shownThere = Number(slot.dataset.shown || 0);
+    if (!run || shownHere === shownThere) return;
+    const more = Number(slot.dataset.total || 0) - shownHere;
+    const next = slot.querySelector('a.more[hx-get]');
+    if (!next) return;
+    if (more <= 0) { slot.replaceChildren(); return; }
+    const url = next.getAttribute('href').replace(/([?&])offset=\d+/, `$1offset=${shownHere}`);
+    next.setAttribute('href', url);
+    next.setAttribute('hx-get', url);
+    next.textContent = `Show ${more} more`;
+    slot.dataset.shown = String(shownHere);
+  }
+
+  function place(card, run, afterId) {
+    const after = afterId ? document.getElementById(`card-${afterId}`) : null;
+    if (after && after.parentNode === run) { after.after(card); return true; }
+    const first = run.querySelector(':scope > article.card');
+    const slot = run.querySelector(':scope > .more-slot');
+    if (first) run.insertBefore(card, first);
+    else if (slot) run.insertBefore(card, slot);
+    else run.appendChild(card);
+    return !afterId; // its predecessor is not on this page: this copy of the run differs
+  }
+
+  function removeCard(card) {
+    const prev = card.previousElementSibling;
+    if (prev && prev.matches('.alert.inline')) prev.remove(); // a refusal about the old place
+    card.remove();
+  }
+
+  // Applies a delta where it is at least as new as the page; an identical copy is left alone
+  // (keeps focus and avoids flicker). Returns false when the page must reload the board.
+  function applyDelta(html) {
+    const board = $board();
+    if (!board) return true;
+    const tpl = document.createElement('template');
+    tpl.innerHTML = html;
+    const root = tpl.content.querySelector('[data-delta]');
+    if (!root) return false;
+    if ((root.dataset.lane === '1') !== !!board.querySelector('.lane')) return false;
+    const focus = focusKey(document.activeElement);
+    const seen = Number(root.dataset.seen || 0);
+    let whole = true;
+    const touched = new Set();
+    Array.from(root.querySelectorAll(':scope > [data-card-for]')).forEach((wrapper) => {
+      const existing = document.getElementById(`card-${wrapper.dataset.cardFor}`);
+      const card = wrapper.querySelector('article.card');
+      // Only what is newer: an equal id is the same change (e.g. the echo of my own action,
+      // or a change a refusal's board already shows), so the page keeps its alert and focus.
+      if (existing && seenOf(existing) >= seen) return;
+      if (card) card.dataset.seen = String(seen);
+      if (existing) { touched.add(existing.parentNode); removeCard(existing); }
+      if (!card) return;
+      const run = document.getElementById(wrapper.dataset.run);
+      if (!run || !board.contains(run)) { whole = false; return; }
+      if (!place(card, run, wrapper.dataset.after)) whole = false;
+      touched.add(run);
+      if (hasHtmx()) window.htmx.process(card);
+    });
+    Array.from(root.children).forEach((head) => {
+      if (!head.id || head.hasAttribute('data-card-for')) return;
+      const target = document.getElementById(head.id);
+      if (!target || (seenOf(target) >= seen && head.id !== 'my-summary')) return;
+      if (head.classList.contains('more-slot')) correctMore(head, target.parentNode);
+      head.dataset.seen = String(seen);
+      target.replaceWith(head);
+      if (hasHtmx()) window.htmx.process(head);
+    });
+    // Runs that lost or gained a card keep their own paging links right.
+    touched.forEach((run) => {
+      const slot = run && run.querySelector && run.querySelector(':scope > .more-slot');
+      if (slot) correctMore(slot, run);
+    });
+    if (focus && !board.contains(document.activeElement)) restoreFocus(focus, board);
+    return whole;
+  }
+
+  // An action's answer: the board's refusals are now stale, focus goes back where it was (or
+  // to the acted-on card), and a delta the page could not place reloads the board.
+  function applyUserDelta(html) {
+    const board = $board();
+    if (board) board.querySelectorAll('.alert').forEach((el) => el.remove());
+    const key = actionFocus;
+    actionFocus = null;
+    if (!applyDelta(html)) { forceRefresh = true; scheduleRefresh(); }
+    const b = $board();
+    if (!b) return;
+    if (key && key.itemId) restoreFocus(key, b);
+    if (!b.contains(document.activeElement) && !document.querySelector('dialog[open]')) {
+      const tpl = document.createElement('template');
+      tpl.innerHTML = html;
+      const acted = tpl.content.querySelector('[data-card-for] article.card');
+      const card = acted && document.getElementById(acted.id);
+      if (card) { card.tabIndex = -1; card.focus({ preventScroll: true }); }
+    }
+    ensureLive();
+  }
+
+  const liveDeltas = [];
+  function flushDeltas() {
+    if (!liveDeltas.length) return;
+    if (document.hidden || userIsBusy() || liveInFlight) {
+      clearTimeout(busyRetryTimer);
+      busyRetryTimer = setTimeout(afterUserActivity, 2000);
+      return;
+    }
+    const pending = liveDeltas.splice(0);
+    if (!pending.every((html) => applyDelta(html))) { forceRefresh = true; scheduleRefresh(); }
+  }
 
   /* ---------------- Drawer ---------------- */
   let drawerOpener = null;
@@ -502,6 +639,7 @@
   // Called when the user may have finished what blocked a refresh.
   function afterUserActivity() {
     if (refreshPending) setTimeout(() => { if (refreshPending && !userIsBusy()) scheduleRefresh(); }, 0);
+    if (liveDeltas.length) setTimeout(flushDeltas, 0);
   }
   document.addEventListener('focusout', () => setTimeout(afterUserActivity, 0));
   document.addEventListener('submit', () => setTimeout(afterUserActivity, 0));
@@ -522,6 +660,12 @@
       scheduleRefresh();
     };
     es.addEventListener('message', onMessage);
+    es.addEventListener('refresh', onMessage);
+    es.addEventListener('delta', (e) => {
+      if (liveDeltas.length >= 50) { liveDeltas.length = 0; forceRefresh = true; scheduleRefresh(); return; }
+      liveDeltas.push(e.data || '');
+      flushDeltas();
+    });
     (liveAttr('liveEvents') || '').split(',').map((s) => s.trim()).filter(Boolean)
       .forEach((name) => es.addEventListener(name, onMessage));
     es.addEventListener('open', () => {

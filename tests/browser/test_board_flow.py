@@ -241,6 +241,8 @@ def test_keyboard_only_pull(signed_in: OpenBoard, board: Seed) -> None:
 
     expect(card(doing(page, "Build"), item_id)).to_be_visible()
     assert item_state(board, item_id)[:2] == (board.state_id("Build"), "doing")
+    # Focus stays with the card that moved (its Pull button went with the move).
+    expect(card(doing(page, "Build"), item_id)).to_be_focused()
 
 
 def test_a_change_through_the_api_shows_up_live(
@@ -269,11 +271,11 @@ def test_a_change_through_the_api_shows_up_live(
     assert_no_reload(watcher)
 
 
-def test_own_action_is_not_refreshed_twice_but_others_are(
+def test_changes_arrive_as_deltas_without_fetching_the_board(
     signed_in: OpenBoard, board: Seed
 ) -> None:
-    """The action's response already shows its event (data-event-id), so the live stream's
-    echo of it triggers no second refresh; another person's change still does."""
+    """An action answers with a delta and the live stream carries ready-made deltas: neither my
+    own pull (and its echo) nor another person's pull makes the page fetch the board."""
     mine = add_item(board, "Mine")
     theirs = add_item(board, "Theirs")
     page = signed_in("member")
@@ -293,4 +295,10 @@ def test_own_action_is_not_refreshed_twice_but_others_are(
     with board.database.unit_of_work() as session:
         items.pull_item(session=session, item_id=theirs, actor=board.user("member2"))
     expect(card(doing(page, "Build"), theirs)).to_be_visible(timeout=2000)
-    assert len(refreshes) == 1
+    # Placed after my card (both in Build's Doing, oldest first), the WIP badge counts both.
+    cards = doing(page, "Build").locator("article.card")
+    expect(cards).to_have_count(2)
+    assert cards.nth(1).get_attribute("data-item-id") == str(theirs)
+    expect(region(page, "Build").locator(".wip")).to_have_text("2/3")
+    page.wait_for_timeout(600)
+    assert refreshes == []

@@ -74,7 +74,7 @@ def test_structure_like_the_mockup(client: TestClient, seed: Seed) -> None:
     assert f'data-sortable-state="{seed.state_id("Backlog")}"' in section(html, "Backlog")
     assert '<span class="role">reviewers pull</span>' in section(html, "Review")
     assert "reviewers pull" not in build
-    assert 'id="board"' in html and f'data-live-url="/api/v1/boards/{seed.board_id}/stream"' in html
+    assert 'id="board"' in html and f'data-live-url="/boards/{seed.board_id}/live"' in html
     assert f'data-refresh-url="/boards/{seed.board_id}"' in html
     assert '<dialog id="drawer" class="drawer"' in html and 'id="drawer-body"' in html
     assert "data-drawer-close" in html and 'id="live-status"' in html
@@ -96,9 +96,10 @@ def test_wip_wording_under_at_and_over(client: TestClient, seed: Seed) -> None:
     sign_in(client, seed.user("member"))
     add_item(seed, "one", into="Build")
     add_item(seed, "two", into="Build")
-    assert '<span class="wip under">2/3</span>' in section(board(client, seed), "Build")
+    wip = f'<span class="wip {{}}" id="wip-{seed.state_id("Build")}">{{}}</span>'
+    assert wip.format("under", "2/3") in section(board(client, seed), "Build")
     add_item(seed, "three", into="Build")
-    assert '<span class="wip at">3/3 at limit</span>' in section(board(client, seed), "Build")
+    assert wip.format("at", "3/3 at limit") in section(board(client, seed), "Build")
     # Lowering a limit below current WIP is allowed: the state shows as over its limit.
     from app.services import boards as board_service
 
@@ -109,7 +110,7 @@ def test_wip_wording_under_at_and_over(client: TestClient, seed: Seed) -> None:
             actor=seed.user("admin"),
             changes={"wip_limit": 2},
         )
-    assert '<span class="wip over">3/2 over limit</span>' in section(board(client, seed), "Build")
+    assert wip.format("over", "3/2 over limit") in section(board(client, seed), "Build")
 
 
 def test_pull_signals(client: TestClient, seed: Seed) -> None:
@@ -117,15 +118,20 @@ def test_pull_signals(client: TestClient, seed: Seed) -> None:
     first = add_item(seed, "first", into="Build", ready=True)
     html = board(client, seed)
     review = section(html, "Review")
-    signal = f'<div class="signal">Room for 2: pull {key(seed, first)} from Build</div>'
+    review_doing = f"signal-run-{seed.state_id('Review')}-doing"
+    room = f"Room for 2: pull {key(seed, first)} from Build"
+    signal = f'<div class="signal" id="{review_doing}">{room}</div>'
     assert signal in review
     # Fill Review (limit 2): the Ready half of Build says it waits.
     add_item(seed, "r1", into="Review")
     add_item(seed, "r2", into="Review")
     html = board(client, seed)
     assert "Room for" not in section(html, "Review")
+    # An empty signal stays in place (hidden) for deltas to fill.
+    assert f'<div class="signal" id="{review_doing}" hidden></div>' in section(html, "Review")
     assert re.search(
-        r'<div class="signal">Review has no room: this waits \d+m</div>', section(html, "Build")
+        r'<div class="signal" id="signal-run-\d+-ready">Review has no room: this waits \d+m</div>',
+        section(html, "Build"),
     )
 
 
@@ -221,14 +227,53 @@ def test_fragment_for_htmx_and_vary_header(client: TestClient, seed: Seed) -> No
     assert fragment.text.rstrip().endswith("</div>")
 
 
-def test_pull_via_htmx_returns_the_new_board(client: TestClient, seed: Seed) -> None:
+def delta_card(html: str, item_id: int) -> tuple[str, str, str]:
+    """(run id, id of the card it follows, the card) of one item in a delta."""
+    match = re.search(
+        rf'<div hidden data-card-for="{item_id}" data-run="([^"]*)" data-after="(\d*)">(.*?)</div>'
+        r"(?=<div hidden data-card-for|<span id=\"my-summary\"|</div>$)",
+        html,
+        re.S,
+    )
+    assert match, f"no card {item_id} in the delta"
+    return match.group(1), match.group(2), match.group(3)
+
+
+def test_pull_via_htmx_answers_with_only_what_changed(client: TestClient, seed: Seed) -> None:
+    others = [add_item(seed, f"waiting {n}") for n in range(3)]
+    first = add_item(seed, "in Build", into="Build")
     item_id = add_item(seed)
     sign_in(client, seed.user("member"))
     response = post(client, f"/boards/{seed.board_id}/items/{item_id}/pull")
     assert response.status_code == 200
-    assert response.text.startswith('<div id="board"')
-    assert key(seed, item_id) in section(response.text, "Build")
+    assert response.headers["x-flowboard-delta"] == "1"
+    assert response.headers["hx-reswap"] == "none"  # htmx alone never swaps a delta in
+    html = response.text
+    assert html.startswith('<div data-delta data-seen="') and 'id="board"' not in html
+    # The pulled card, placed after the card already in Build's Doing half; no other card.
+    run, after, card = delta_card(html, item_id)
+    assert (run, after) == (f"run-{seed.state_id('Build')}-doing", str(first))
+    assert f'id="card-{item_id}"' in card and key(seed, item_id) in card
+    assert html.count("<article") == 1 and not any(key(seed, o) in html for o in others)
+    # Heads: every WIP badge and paging slot, and my header counts.
+    assert f'<span class="wip under" id="wip-{seed.state_id("Build")}">2/3</span>' in html
+    assert f'id="more-run-{seed.state_id("Backlog")}-all" data-total="3"' in html
+    assert '<span id="my-summary">: <b>2 doing</b>' in html
     assert item_state(seed, item_id)[:2] == (seed.state_id("Build"), "doing")
+
+
+def test_a_card_that_leaves_the_page_is_removed(client: TestClient, seed: Seed) -> None:
+    item_id = add_item(seed, into="Build")
+    sign_in(client, seed.user("member"))
+    html = client.get(f"/boards/{seed.board_id}?owner={seed.user('member2').id}").text
+    assert key(seed, item_id) not in html
+    # Filtered to member2's cards, my item's mark ready is answered with its removal only.
+    response = post(
+        client,
+        f"/boards/{seed.board_id}/items/{item_id}/ready?owner={seed.user('member2').id}",
+    )
+    assert response.status_code == 200
+    assert delta_card(response.text, item_id) == ("", "", "")
 
 
 def test_without_js_actions_redirect_back_with_filters(client: TestClient, seed: Seed) -> None:
@@ -256,7 +301,7 @@ def test_drag_to_the_wrong_state_is_refused(client: TestClient, seed: Seed) -> N
 def _alert_before_card(html: str, item_id: int) -> str:
     match = re.search(
         r'<div class="alert inline" role="alert" tabindex="-1">([^<]*)</div>\s*'
-        rf'<article class="card[^"]*" data-item-id="{item_id}"',
+        rf'<article class="card[^"]*" id="card-{item_id}" data-item-id="{item_id}"',
         html,
     )
     assert match, "no alert right above the card"
@@ -351,7 +396,8 @@ def test_block_unblock_and_send_back_from_the_board(client: TestClient, seed: Se
         {"to_state_id": str(seed.state_id("Build")), "reason": "missing figures"},
     )
     assert response.status_code == 200
-    assert key(seed, item_id) in section(response.text, "Build")
+    run, _, card = delta_card(response.text, item_id)
+    assert run == f"run-{seed.state_id('Build')}-doing" and key(seed, item_id) in card
     assert item_state(seed, item_id)[:2] == (seed.state_id("Build"), "doing")
     # Send back without a reason is refused (422) next to the card.
     item2 = add_item(seed, into="Review")
@@ -452,7 +498,9 @@ def test_filters_live_in_the_url(client: TestClient, seed: Seed) -> None:
     assert key(seed, blocked) in html and key(seed, theirs) not in html
     assert f"/boards/{seed.board_id}/items/{blocked}/unblock?q=blocked&amp;cos=fixed_date" in html
     # WIP counts are the state's, not the filter's.
-    assert '<span class="wip under">2/3</span>' in section(html, "Build")
+    assert f'<span class="wip under" id="wip-{seed.state_id("Build")}">2/3</span>' in section(
+        html, "Build"
+    )
 
 
 def test_new_item_form(client: TestClient, seed: Seed) -> None:

@@ -108,4 +108,4 @@ def test_change_reaches_the_hub_within_two_seconds(database: Database, seed: See
 def test_board_page_points_at_the_stream(client: TestClient, seed: Seed) -> None:
     sign_in(client, seed.user("member"))
     html = client.get(f"/boards/{seed.board_id}").text
-    assert f'data-live-url="/api/v1/boards/{seed.board_id}/stream"' in html
+    assert f'data-live-url="/boards/{seed.board_id}/live"' in html

@@ -61,7 +61,7 @@ def test_backlog_pages_newest_first(client: TestClient, seed: Seed) -> None:
     keys = re.findall(r'<span class="key">TST-(\d+)</span>', backlog)
     assert [int(k) for k in keys] == list(range(45, 25, -1))  # newest first, 20 cards
     more = re.search(
-        r'<a class="more" href="([^"]+)" hx-get="([^"]+)" hx-target="this" '
+        r'<a class="more" href="([^"]+)" hx-get="([^"]+)" hx-target="closest .more-slot" '
         r'hx-swap="outerHTML">Show 25 more</a>',
         backlog,
     )
@@ -83,7 +83,9 @@ def test_backlog_pages_newest_first(client: TestClient, seed: Seed) -> None:
         2,
         1,
     ]
-    assert "more" not in final.text
+    assert 'class="more"' not in final.text
+    # The page's paging slot is replaced by one that knows the whole run is shown.
+    assert 'class="more-slot"' in final.text and 'data-total="45" data-shown="45"' in final.text
     # The same link works as a plain page.
     page = client.get(url)
     assert page.text.startswith("<!doctype html>") and cards_in(page.text) == 20
