@@ -129,7 +129,7 @@ def profile(database: Database, board: data.BoardInfo) -> None:
                 session,
                 board=found,
                 role="member",
-                user=user,
+                user_id=user.id,
                 filters=BoardFilters(),
                 now=queries.now(),
             )
