@@ -443,7 +443,7 @@ def part_live(b: Bench, env: Env, label: str) -> None:
         "ms",
         "live_p95",
         f"delivery p95 {load.percentile(result.delivery, 95) * 1000:.0f} ms, "
-        f"fetch {result.fetch_bytes / 1024:.0f} KB each",
+        f"deltas {result.delta_bytes / 1024:.1f} KB, {result.fetches} board fetches",
     )
     b.row(
         f"4 live server CPU, {label}",

@@ -1,16 +1,15 @@
 """Live fan-out: V SSE viewers on one board (asyncio + httpx), P pulls per second.
 
-Each viewer behaves like static/js/board.js does today: on a message it waits DEBOUNCE_MS
-(read from board.js; every new message restarts the wait), then GETs the board's refresh URL
-as htmx would (one at a time; a message during a fetch means one more fetch afterwards). A
-viewer "has" an event once a fetch that started after the event's message has completed (the
-board's data-event-id says up to which event a fetch shows).
-
-When board.js changes (e.g. the message carries the changed columns, or ready-made HTML),
-change `Viewer.on_message` / `Viewer.fetch` to do what the page then does.
+Each viewer behaves like static/js/board.js on a board page: it listens to the page's stream
+(`/boards/{id}/live`). An `event: delta` carries the changed cards ready-made: the viewer has
+the change when the message arrives (its root's data-seen says up to which event). An
+`event: refresh` (or a plain message, e.g. the API stream) makes it wait DEBOUNCE_MS (read from
+board.js; every new message restarts the wait), then GET the board's refresh URL as htmx would
+(one at a time; a message during a fetch means one more fetch afterwards); it has the change
+once that fetch completes (the board's data-event-id says up to which event it shows).
 
 Measured per pull: from the pull's response to the last viewer receiving its message
-(delivery) and to the last viewer having fetched it (has change); the server's CPU over the run.
+(delivery) and to the last viewer having it (has change); the server's CPU over the run.
 """
 
 from __future__ import annotations
@@ -28,6 +27,7 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 EVENT_ID = re.compile(rb'data-event-id="(\d+)"')
+SEEN = re.compile(rb'<div data-delta data-seen="(\d+)"')
 
 
 def debounce_seconds() -> float:
@@ -44,6 +44,7 @@ class Viewer:
     received: list[tuple[int, float]] = field(default_factory=list)  # (event id, time)
     shown: list[tuple[int, float]] = field(default_factory=list)  # (shows up to id, time)
     fetch_bytes: list[int] = field(default_factory=list)
+    delta_bytes: list[int] = field(default_factory=list)
     statuses: dict[int, int] = field(default_factory=dict)
     newest: int = 0
     timer: asyncio.TimerHandle | None = None
@@ -102,16 +103,35 @@ class Viewer:
         if self.pending:
             self.schedule()
 
+    def on_delta(self, html: str) -> None:
+        """A ready-made delta (board pages): board.js patches it in, no fetch."""
+        found = SEEN.search(html.encode())
+        upto = int(found.group(1)) if found else 0
+        now = time.perf_counter()
+        self.received.append((upto, now))
+        self.delta_bytes.append(len(html))
+        self.shown.append((upto, now))
+
     async def listen(self, url: str) -> None:
         async with self.client.stream("GET", url, headers={"Accept": "text/event-stream"}) as r:
             self.statuses[r.status_code] = self.statuses.get(r.status_code, 0) + 1
             self.connected.set()
+            name, data = "message", []
             async for line in r.aiter_lines():
-                if line.startswith("data:"):
-                    try:
-                        self.on_message(json.loads(line[5:].strip() or "{}"))
-                    except ValueError:
-                        self.on_message({})
+                if line.startswith("event:"):
+                    name = line[6:].strip()
+                elif line.startswith("data:"):
+                    data.append(line[5:].removeprefix(" "))
+                elif not line and data:
+                    text = "\n".join(data)
+                    if name == "delta":
+                        self.on_delta(text)
+                    else:  # "message" (API stream) or "refresh": fetch the board
+                        try:
+                            self.on_message(json.loads(text or "{}"))
+                        except ValueError:
+                            self.on_message({})
+                    name, data = "message", []
 
 
 def first_at(marks: list[tuple[int, float]], event_id: int) -> float | None:
@@ -134,6 +154,8 @@ class LiveResult:
     has_change: list[float]
     cpu_cores: float
     fetch_bytes: int
+    fetches: int  # whole-board fetches by all viewers (refresh messages)
+    delta_bytes: int
     viewer_statuses: dict[int, int]
 
 
@@ -157,7 +179,7 @@ async def run_live(
     limits = httpx.Limits(max_connections=viewers + 8, max_keepalive_connections=viewers + 8)
     timeout = httpx.Timeout(60.0, read=None)
     debounce = debounce_seconds()
-    live_url = live_path or f"/api/v1/boards/{board_id}/stream"
+    live_url = live_path or f"/boards/{board_id}/live"
     async with (
         httpx.AsyncClient(
             base_url=base, cookies={"flowboard_session": cookie}, limits=limits, timeout=timeout
@@ -222,6 +244,7 @@ async def run_live(
     for _, _, status in done:
         pull_statuses[status] = pull_statuses.get(status, 0) + 1
     fetched = [b for v in crowd for b in v.fetch_bytes]
+    deltas = [b for v in crowd for b in v.delta_bytes]
     return LiveResult(
         viewers=viewers,
         connected=connected,
@@ -231,5 +254,7 @@ async def run_live(
         has_change=[max(0.0, h) for h in has_change],
         cpu_cores=cpu,
         fetch_bytes=int(sum(fetched) / len(fetched)) if fetched else 0,
+        fetches=len(fetched),
+        delta_bytes=int(sum(deltas) / len(deltas)) if deltas else 0,
         viewer_statuses=statuses,
     )

@@ -41,6 +41,11 @@ class Card:
     def item(self) -> Item:
         return self.row.item
 
+    @property
+    def send_back_ids(self) -> str:
+        """The states it may go back to, nearest first (the dialog's default)."""
+        return " ".join(str(s.id) for s in reversed(self.send_back_to))
+
 
 @dataclass
 class Run:

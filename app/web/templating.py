@@ -19,6 +19,9 @@ env = Environment(
     autoescape=select_autoescape(default=True, default_for_string=True),
     trim_blocks=True,
     lstrip_blocks=True,
+    # Templates do not change under a running server: no stat() of every file at every include
+    # (a board page includes a template per column and run). Restart to see edits.
+    auto_reload=False,
 )
 templates = Jinja2Templates(env=env)
 

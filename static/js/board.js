@@ -298,8 +298,13 @@
     slot.dataset.shown = String(shownHere);
   }
 
+  const cardOf = (itemId) => {
+    const board = $board();
+    return board ? board.querySelector(`article.card[data-item-id="${CSS.escape(String(itemId))}"]`) : null;
+  };
+
   function place(card, run, afterId) {
-    const after = afterId ? document.getElementById(`card-${afterId}`) : null;
+    const after = afterId ? cardOf(afterId) : null;
     if (after && after.parentNode === run) { after.after(card); return true; }
     const first = run.querySelector(':scope > article.card');
     const slot = run.querySelector(':scope > .more-slot');
@@ -330,7 +335,7 @@
     let whole = true;
     const touched = new Set();
     Array.from(root.querySelectorAll(':scope > [data-card-for]')).forEach((wrapper) => {
-      const existing = document.getElementById(`card-${wrapper.dataset.cardFor}`);
+      const existing = cardOf(wrapper.dataset.cardFor);
       const card = wrapper.querySelector('article.card');
       // Only what is newer: an equal id is the same change (e.g. the echo of my own action,
       // or a change a refusal's board already shows), so the page keeps its alert and focus.
@@ -377,7 +382,7 @@
       const tpl = document.createElement('template');
       tpl.innerHTML = html;
       const acted = tpl.content.querySelector('[data-card-for] article.card');
-      const card = acted && document.getElementById(acted.id);
+      const card = acted && cardOf(acted.dataset.itemId);
       if (card) { card.tabIndex = -1; card.focus({ preventScroll: true }); }
     }
     ensureLive();

@@ -253,7 +253,7 @@ def test_pull_via_htmx_answers_with_only_what_changed(client: TestClient, seed: 
     # The pulled card, placed after the card already in Build's Doing half; no other card.
     run, after, card = delta_card(html, item_id)
     assert (run, after) == (f"run-{seed.state_id('Build')}-doing", str(first))
-    assert f'id="card-{item_id}"' in card and key(seed, item_id) in card
+    assert f'data-item-id="{item_id}"' in card and key(seed, item_id) in card
     assert html.count("<article") == 1 and not any(key(seed, o) in html for o in others)
     # Heads: every WIP badge and paging slot, and my header counts.
     assert f'<span class="wip under" id="wip-{seed.state_id("Build")}">2/3</span>' in html
@@ -301,7 +301,7 @@ def test_drag_to_the_wrong_state_is_refused(client: TestClient, seed: Seed) -> N
 def _alert_before_card(html: str, item_id: int) -> str:
     match = re.search(
         r'<div class="alert inline" role="alert" tabindex="-1">([^<]*)</div>\s*'
-        rf'<article class="card[^"]*" id="card-{item_id}" data-item-id="{item_id}"',
+        rf'<article class="card[^"]*" data-item-id="{item_id}"',
         html,
     )
     assert match, "no alert right above the card"
