@@ -59,9 +59,7 @@ def board_delta(
     Built from the same view as a full rendering (so the two never disagree); only the
     rendering is smaller.
     """
-    view = build_board(
-        session, board=board, role=role, user_id=user_id, filters=filters, now=now
-    )
+    view = build_board(session, board=board, role=role, user_id=user_id, filters=filters, now=now)
     wanted = set(item_ids)
     shown: list[Placement] = []
     for column in [*view.lane, *view.columns]:

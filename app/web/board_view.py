@@ -216,9 +216,7 @@ class CardRules:
     def restyled(self, card: Card) -> Card:
         """A copy of `card` with the buttons this viewer gets (live deltas render per viewer
         variant from one build)."""
-        fresh = replace(
-            card, may_pull=False, may_ready=False, may_block=False, may_unblock=False
-        )
+        fresh = replace(card, may_pull=False, may_ready=False, may_block=False, may_unblock=False)
         fresh.send_back_to = []
         self.apply(fresh)
         return fresh
