@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 import random
+import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
-from sqlalchemy import String, Table, Text, func, insert, select, update
+from sqlalchemy import String, Table, Text, func, insert, select, text, update
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -493,7 +494,14 @@ def _existing_items(seed: Seed, board_id: int, count: int) -> None:
             )
 
 
-def test_bulk_import_matches_the_former_path(seed: Seed) -> None:
+@pytest.mark.parametrize("role_may_skip", [True, False], ids=["checks-left-out", "checked"])
+def test_bulk_import_matches_the_former_path(
+    seed: Seed, monkeypatch: pytest.MonkeyPatch, role_may_skip: bool
+) -> None:
+    """Both ways on PostgreSQL: with the events' foreign-key checks left out (the test server's
+    role may) and with every reference checked (as for a role that may not)."""
+    if not role_may_skip:
+        monkeypatch.setattr(importing._Rows, "_may_set_replication_role", lambda self: False)
     twin = _twin_board(seed)
     _existing_items(seed, seed.board_id, 3)
     _existing_items(seed, twin, 3)
@@ -628,3 +636,56 @@ def test_failure_mid_way_from_a_file_imports_nothing(
     with pytest.raises(ImportFileError, match="the database could not be used"):
         import_file(database=seed.database, path=path, board="TST")
     assert _counts(seed) == before
+
+
+def _bad_event(session: Session, seed: Seed) -> None:
+    """An event of an item that does not exist."""
+    session.execute(
+        insert(Event).values(
+            board_id=seed.board_id, item_id=10**9, type="created", at=t(1), data={}
+        )
+    )
+
+
+def _replication_role(session: Session) -> str:
+    return str(session.execute(text("SELECT current_setting('session_replication_role')")).scalar())
+
+
+def test_event_checks_are_left_out_only_inside_references_known(seed: Seed, backend: str) -> None:
+    with seed.database.unit_of_work() as session:
+        sink = importing._Rows(session)
+        if backend == "postgresql":
+            superuser = session.execute(
+                text("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+            ).scalar()
+            assert sink.may_skip_checks is bool(superuser)
+            with sink.references_known():
+                inside = _replication_role(session)
+            assert (inside, _replication_role(session)) == (
+                "replica" if superuser else "origin",
+                "origin",
+            )
+        else:
+            assert sink.may_skip_checks is False
+    # Whatever happened inside, the references of later writes are checked again.
+    with pytest.raises(IntegrityError), seed.database.unit_of_work() as session:
+        with importing._Rows(session).references_known():
+            pass
+        _bad_event(session, seed)
+
+
+def test_a_role_that_may_not_skip_checks_gets_every_reference_checked(
+    seed: Seed, backend: str
+) -> None:
+    with pytest.raises(IntegrityError), seed.database.unit_of_work() as session:
+        if backend == "postgresql":
+            # A role of this transaction only (CREATE ROLE is rolled back with it).
+            role = f"flowboard_plain_{uuid.uuid4().hex[:8]}"
+            session.execute(text(f'CREATE ROLE "{role}" NOLOGIN'))
+            session.execute(text(f'GRANT SELECT, INSERT ON event TO "{role}"'))
+            session.execute(text(f'GRANT USAGE ON SEQUENCE event_id_seq TO "{role}"'))
+            session.execute(text(f'SET LOCAL ROLE "{role}"'))
+        sink = importing._Rows(session)
+        assert sink.may_skip_checks is False
+        with sink.references_known():
+            _bad_event(session, seed)
