@@ -12,7 +12,10 @@ times the demo (load_demo, six months, as `flowboard demo` runs it) on both.
 
 Prints the times before (measured on this 2-core machine before the bulk import and the
 batched demo, busy) and now, against issue 8's targets; exits 1 when a target is missed by more
-than 20 %. Numbers on a busy machine are noisy: re-run, and read the load average printed.
+than 20 %. Numbers on a busy machine are noisy: --runs N keeps the fastest of N imports, and
+the load average is printed. On PostgreSQL the import line says whether the role could leave
+out the events' foreign-key checks (a superuser, or GRANT SET ON PARAMETER
+session_replication_role): without that the server does about twice the work.
 Never part of the test suite (pytest collects tests/ only).
 """
 
@@ -43,7 +46,7 @@ from app.db.session import Database  # noqa: E402
 from app.demo import load_demo  # noqa: E402
 from app.services import boards, users  # noqa: E402
 from app.services.board_templates import DEFAULT_BLOCK_REASONS  # noqa: E402
-from app.services.importing import import_file  # noqa: E402
+from app.services.importing import _Rows, import_file  # noqa: E402
 
 DATA_DIR = ROOT / "bench" / "data"
 # A fixed `now` keeps the generated file and the demo history the same run after run.
@@ -159,6 +162,17 @@ def scratch_url(server: str | None, label: str) -> Iterator[str]:
         admin.dispose()
 
 
+def event_checks(url: str) -> str:
+    """Whether the import on this database leaves out the events' foreign-key checks."""
+    database = Database(url)
+    try:
+        with database.unit_of_work(write=False) as session:
+            skipped = _Rows(session).may_skip_checks
+        return "event FK checks left out" if skipped else "event FKs checked"
+    finally:
+        database.dispose()
+
+
 def time_import(url: str, path: Path) -> tuple[int, float, float]:
     """(items, seconds to read and validate, seconds in all) of import_file onto a new board."""
     database = Database(url)
@@ -205,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--items", type=int, default=20_000, help="items in the import file")
     parser.add_argument("--postgres", metavar="URL", help="a PostgreSQL server URL to use")
     parser.add_argument("--months", type=int, default=6, help="months of demo history")
+    parser.add_argument("--runs", type=int, default=1, help="imports per database (fastest kept)")
     parser.add_argument("--no-import", action="store_true", help="skip the import timing")
     parser.add_argument("--no-demo", action="store_true", help="skip the demo timing")
     args = parser.parse_args(argv)
@@ -229,10 +244,19 @@ def main(argv: list[str] | None = None) -> int:
     for backend, server in servers:
         if not args.no_import:
 
-            def run_import(url: str, backend: str = backend) -> str:
+            def run_import(url: str, backend: str = backend, server: str | None = server) -> str:
                 count, validated, seconds = time_import(url, path)
+                for _ in range(args.runs - 1):
+                    with scratch_url(server, "import-again") as again:
+                        tried = time_import(again, path)
+                    if tried[2] < seconds:
+                        count, validated, seconds = tried
                 results[f"import {backend}"] = seconds
-                return f"{count:,} items: read + validate {validated:.2f} s, all {seconds:.2f} s"
+                checks = f" ({event_checks(url)})" if server is not None else ""
+                return (
+                    f"{count:,} items: read + validate {validated:.2f} s, all {seconds:.2f} s"
+                    f"{checks}"
+                )
 
             jobs.append((f"import {backend}", run_import))
         if not args.no_demo:
