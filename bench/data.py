@@ -173,6 +173,10 @@ def build(database: Database, specs: list[BoardSpec], seed: int = 11) -> list[Bo
                 info.items.setdefault(key, []).append(item_id)
                 entered = created + timedelta(days=1) if state != info.states[0] else created
                 committed = entered if state != info.states[0] else None
+                if done_at is not None:
+                    # Delivered on entering Done, each at its own time (one shared time made
+                    # the board's "newest delivered first" a sort over every tie).
+                    done_at = entered
                 # Expedite cards sit in their own lane; the single-column boards have none.
                 cos = "expedite" if rng.random() < 0.02 and not spec.backlog_only else "standard"
                 items.append(

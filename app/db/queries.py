@@ -268,9 +268,17 @@ def state_wip(session: Session, state_id: int) -> int:
 
 
 def wip_by_state(session: Session, board_id: int) -> dict[int, int]:
+    """Open items per state (none in the done state).
+
+    Outside the done state every item not discarded is open (pulling into the done state
+    delivers, and done is final), so the count needs no done_at and comes from the index
+    ix_item_shown_by_state alone; with done_at, SQLite's statistics on (board_id, done_at)
+    (one NULL shared by every open item) chose that index and read every row.
+    """
+    states = select(State.id).where(State.board_id == board_id, State.kind != "done")
     rows = session.execute(
         select(Item.state_id, func.count())
-        .where(Item.board_id == board_id, *open_item_filter())
+        .where(Item.state_id.in_(states.scalar_subquery()), Item.discarded_at.is_(None))
         .group_by(Item.state_id)
     )
     return {state_id: count for state_id, count in rows}

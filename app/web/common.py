@@ -48,6 +48,8 @@ def header_summary(session: Session, user: User) -> Summary:
     sources = pullable_sources(bq.states_of_boards(session, ids), roles)
     waiting = 0
     if sources:
+        # Ready items sit in work states, where nothing is delivered (done_at is not asked):
+        # the index of items not discarded (ix_item_shown_by_state) counts them on its own.
         waiting = (
             session.scalar(
                 select(func.count())
@@ -56,7 +58,6 @@ def header_summary(session: Session, user: User) -> Summary:
                     Item.state_id.in_(list(sources)),
                     Item.stage == "ready",
                     Item.discarded_at.is_(None),
-                    Item.done_at.is_(None),
                 )
             )
             or 0
