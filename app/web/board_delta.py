@@ -59,8 +59,16 @@ def board_delta(
     Built from the same view as a full rendering (so the two never disagree); only the
     rendering is smaller.
     """
-    view = build_board(session, board=board, role=role, user_id=user_id, filters=filters, now=now)
     wanted = set(item_ids)
+    view = build_board(
+        session,
+        board=board,
+        role=role,
+        user_id=user_id,
+        filters=filters,
+        now=now,
+        detail_ids=wanted,
+    )
     shown: list[Placement] = []
     for column in [*view.lane, *view.columns]:
         for run in column.runs:
@@ -98,4 +106,7 @@ def wrap(view: BoardView, inner: str) -> str:
     """The delta's root: the page checks `data-lane` against its own layout (an expedite lane
     appearing or going means the layout changed: it reloads the board instead)."""
     lane = 1 if view.lane else 0
+    # One line: an SSE message is then one `data:` line, not one per template line (cheaper to
+    # encode for every stream and to read in the page). Cards hold no <pre> or <textarea>.
+    inner = inner.replace("\n", " ")
     return f'<div data-delta data-seen="{view.last_event_id}" data-lane="{lane}">{inner}</div>'

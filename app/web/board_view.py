@@ -299,7 +299,11 @@ def build_board(
     now: datetime,
     alert_item_id: int | None = None,
     alert: str | None = None,
+    detail_ids: set[int] | None = None,
 ) -> BoardView:
+    """The board as one viewer sees it. `detail_ids` (deltas): only those cards, and the Ready
+    cards the pull signals quote, get their age, criteria and buttons; the others only their
+    place (a delta does not render them)."""
     states = queries.states_of(session, board.id)
     done = next((s for s in states if s.kind == "done"), None)
     newest_first = [s.id for s in states if s.kind in ("backlog", "done")]
@@ -318,7 +322,22 @@ def build_board(
         wip = queries.wip_by_state(session, board.id)
     rows = bq.visible_cards(session, board.id, newest_first, done.id if done else None, filters)
     reasons = queries.block_reasons(session, board.id)
-    cards = make_cards(session, rows, states, role, user_id, bool(reasons), now)
+    if detail_ids is None:
+        cards = make_cards(session, rows, states, role, user_id, bool(reasons), now)
+    else:
+        # The pull signals quote the oldest shown Ready card of each run: the run's first.
+        first_ready: dict[ColumnKey, CardRow] = {}
+        for r in rows:
+            if r.item.stage == "ready":
+                key = ColumnKey(r.item.state_id, "ready", bq.in_expedite_lane(r.item))
+                first_ready.setdefault(key, r)
+        quoted = {r.item.id for r in first_ready.values()}
+        wanted = [r for r in rows if r.item.id in detail_ids or r.item.id in quoted]
+        detailed = {
+            c.item.id: c
+            for c in make_cards(session, wanted, states, role, user_id, bool(reasons), now)
+        }
+        cards = [detailed.get(r.item.id) or Card(row=r, age="") for r in rows]
     view = BoardView(
         board=board,
         role=role,

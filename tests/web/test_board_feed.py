@@ -116,3 +116,44 @@ def test_board_page_stream_carries_the_delta(database: Database, seed: Seed) -> 
     assert key(seed, item_id) in data
     # A member who does not own it gets no Mark ready for it.
     assert f"Mark ready {key(seed, item_id)}" not in data
+
+
+def _by_id(html: str) -> dict[str, str]:
+    """Heads by element id (WIP badges, signals, paging slots) and cards by item id."""
+    found = {
+        m.group(2): m.group(0)
+        for m in re.finditer(
+            r'<(span|div) class="(?:wip[^"]*|signal|more-slot)" id="([^"]+)"[^>]*>.*?</\1>',
+            html,
+            re.S,
+        )
+    }
+    for m in re.finditer(
+        r'<article class="card[^"]*" data-item-id="(\d+)".*?</article>', html, re.S
+    ):
+        found[f"card {m.group(1)}"] = m.group(0)
+    return found
+
+
+def test_a_delta_renders_exactly_what_the_whole_board_shows(client: TestClient, seed: Seed) -> None:
+    """Cards and heads of a delta are the same markup as the full board's, per viewer."""
+    before = _newest_event(seed)  # the board's set-up: events that are not about items
+    ids = [
+        add_item(seed, "backlog"),
+        add_item(seed, "doing", into="Build", puller="member"),
+        add_item(seed, "ready", into="Build", ready=True, puller="member2"),
+        add_item(seed, "review", into="Review"),
+    ]
+    for n in range(3):
+        add_item(seed, f"more {n}")
+    upto = _newest_event(seed)
+    member = seed.user("member")
+    sign_in(client, member)
+    whole = _by_id(client.get(f"/boards/{seed.board_id}").text)
+    messages = render_messages(seed.database, seed.board_id, before, upto, {("member", member.id)})
+    delta = _by_id(messages[("member", member.id)].data)
+    assert {f"card {i}" for i in ids} <= set(delta)
+    assert any(k.startswith("signal-") for k in delta) and any(k.startswith("wip-") for k in delta)
+    for name, markup in delta.items():
+        # The delta is one line: the page's copy differs only in line breaks.
+        assert whole[name].replace("\n", " ") == markup, name
