@@ -320,7 +320,14 @@ def build_board(
                 wip[key.state_id] = wip.get(key.state_id, 0) + n
     else:
         wip = queries.wip_by_state(session, board.id)
-    rows = bq.visible_cards(session, board.id, newest_first, done.id if done else None, filters)
+    rows = bq.visible_cards(
+        session,
+        board.id,
+        newest_first,
+        done.id if done else None,
+        filters,
+        runs=[key for key, n in counts.items() if n],  # the counts know which runs have cards
+    )
     reasons = queries.block_reasons(session, board.id)
     if detail_ids is None:
         cards = make_cards(session, rows, states, role, user_id, bool(reasons), now)

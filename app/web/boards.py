@@ -133,7 +133,9 @@ def column_page(
         offset=offset,
         per_column=per_column,
     )
-    total = bq.column_counts(session, board.id, done.id if done else None, filters).get(key, 0)
+    total = bq.column_counts(session, board.id, done.id if done else None, filters, only=key).get(
+        key, 0
+    )
     reasons = queries.block_reasons(session, board.id)
     cards = make_cards(session, rows, states, role, user.id, bool(reasons), queries.now())
     run = Run(
