@@ -7,7 +7,8 @@
  *   [data-sortable-state="<state id>"]           a drop zone inside a state column
  *   article.card[data-item-id][data-pull-url]    a draggable card (no pull URL: not draggable)
  *   [data-focus-after-swap] or [role=alert]      focused after a user-initiated #board swap
- *   a[data-drawer] (+ hx-get, hx-target="#drawer-body")  opens <dialog id="drawer">
+ *   a[data-drawer] (board.js fetches its href into #drawer-body, or its own hx-get does)
+ *                                                opens <dialog id="drawer">
  *   [data-drawer-close]                          closes the drawer
  *   button[form="card-act"][formaction] on a card   Pull / Mark ready / Unblock: posted with
  *     htmx into #board (without JavaScript: a plain post of form#card-act, its CSRF field)
@@ -410,7 +411,7 @@
     const link = t.closest('[data-drawer]');
     if (link) {
       drawerOpener = link;
-      // Fallback when the template forgot the hx attributes: fetch href ourselves.
+      // Cards carry no hx attributes (bytes per card): fetch the href into the drawer here.
       const hasHx = ['hx-get', 'data-hx-get'].some((a) => link.hasAttribute(a));
       if (!hasHx && link.getAttribute('href') && hasHtmx() && drawer()
           && !(evt.metaKey || evt.ctrlKey || evt.shiftKey || evt.altKey || evt.button !== 0)) {

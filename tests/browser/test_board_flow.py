@@ -302,3 +302,19 @@ def test_changes_arrive_as_deltas_without_fetching_the_board(
     expect(region(page, "Build").locator(".wip")).to_have_text("2/3")
     page.wait_for_timeout(600)
     assert refreshes == []
+
+
+def test_a_card_title_opens_the_item_in_the_drawer(signed_in: OpenBoard, board: Seed) -> None:
+    item_id = add_item(board, "Read me in the drawer")
+    page = signed_in("member")
+    mark_page(page)
+    title = card(region(page, "Backlog"), item_id).get_by_role("link", name="Read me in the drawer")
+    title.click()
+    drawer = page.locator("dialog#drawer")
+    expect(drawer).to_be_visible()
+    expect(drawer.locator(".item-title")).to_contain_text(key(board, item_id))
+    expect(drawer.locator(".item-title")).to_be_focused()
+    assert_no_reload(page)
+    page.keyboard.press("Escape")
+    expect(drawer).to_be_hidden()
+    expect(title).to_be_focused()  # back where the reader was
