@@ -406,6 +406,12 @@ def measure(
         assert response.status_code == 200, response.text
         cold = (time.perf_counter() - wall) * 1000, (time.process_time() - cpu) * 1000
         results.append((f"cfd, {window_days}-day, cold cache (info)", *cold, None))
+        # The same for the flow rollups (the Bottlenecks figures of each closed day).
+        wall, cpu = time.perf_counter(), time.process_time()
+        response = client.get("/api/v1/boards/1/flow", params=whole, headers=headers)
+        assert response.status_code == 200, response.text
+        cold = (time.perf_counter() - wall) * 1000, (time.process_time() - cpu) * 1000
+        results.append((f"flow, {window_days}-day, cold cache (info)", *cold, None))
         for label, path, params, target in cases:
             url = f"/api/v1/boards/1/{path}"
 

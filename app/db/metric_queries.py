@@ -32,6 +32,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import InstrumentedAttribute, Session, aliased
 
 from app.db.models import Block, BlockReason, CfdDay, CfdMark, Event, Item, State, User
+from app.db.rollup_models import FlowDay, FlowMark
 
 # Rows fetched per round trip while streaming.
 STREAM_ROWS = 5_000
@@ -90,17 +91,48 @@ def _alive_in(board_id: int, start: datetime, end: datetime) -> list[Any]:
 def items_alive_in(
     session: Session, board_id: int, start: datetime, end: datetime
 ) -> Iterator[tuple[int, str, datetime | None, datetime | None]]:
-    """(id, class_of_service, committed_at, done_at) of the items alive in the window."""
-    stmt = select(
+    """(id, class_of_service, committed_at, done_at) of the items alive in the window.
+
+    In three index range scans, each bounded by the window, rather than one over every item
+    created before `end`: items done in the window, items not done, and items done after
+    it (created before its end). The last is found from the shorter side, items done after
+    `end` or items created before it, judged by where `end` falls in the board's item
+    creation times (coalesce() keeps the planner off the index not chosen).
+    """
+    columns = (
         Item.id,
         Item.class_of_service,
         _raw_time(session, Item.committed_at),
         _raw_time(session, Item.done_at),
-    ).where(*_alive_in(board_id, start, end))
-    for item_id, cos, committed, done in session.connection().execute(
-        stmt, execution_options=_STREAM
-    ):
-        yield item_id, cos, _aware(committed), _aware(done)
+    )
+    conn = session.connection()
+    alive = [
+        Item.board_id == board_id,
+        or_(Item.discarded_at.is_(None), Item.discarded_at >= start),
+    ]
+    created = func.coalesce(Item.created_at, Item.created_at)
+    done_after = func.coalesce(Item.done_at, Item.done_at)
+    on_board = Item.board_id == board_id
+    first, last = conn.execute(  # two scalar subqueries: each is one index lookup
+        select(
+            select(func.min(Item.created_at)).where(on_board).scalar_subquery(),
+            select(func.max(Item.created_at)).where(on_board).scalar_subquery(),
+        )
+    ).one()
+    if first is None:
+        return
+    if _aware(end) - _aware(first) < _aware(last) - _aware(end):  # type: ignore[operator]
+        spanning = [Item.created_at < end, done_after >= end]
+    else:
+        spanning = [created < end, Item.done_at >= end]
+    statements = (
+        select(*columns).where(*alive, Item.done_at >= start, Item.done_at < end),
+        select(*columns).where(*alive, Item.done_at.is_(None), Item.created_at < end),
+        select(*columns).where(*alive, *spanning),
+    )
+    for stmt in statements:
+        for item_id, cos, committed, done_at in conn.execute(stmt, execution_options=_STREAM):
+            yield item_id, cos, _aware(committed), _aware(done_at)
 
 
 # Item ids per IN (...) list: under SQLite's oldest bind-variable limit (999).
@@ -489,4 +521,51 @@ def cfd_days(
     stmt = select(CfdDay.day, CfdDay.state_id, CfdDay.items).where(
         CfdDay.board_id == board_id, CfdDay.day >= first, CfdDay.day <= last
     )
+    yield from cast(Iterator[Any], session.connection().execute(stmt))
+
+
+# --------------------------------------------------------------------------- flow rollups
+
+
+def flow_mark(session: Session, board_id: int) -> tuple[date, date, int, int, int] | None:
+    """(since, through, done_state_id, events, last_event_id) of the board's cached flow days."""
+    row = (
+        session.connection()
+        .execute(
+            select(
+                FlowMark.since,
+                FlowMark.through,
+                FlowMark.done_state_id,
+                FlowMark.events,
+                FlowMark.last_event_id,
+            ).where(FlowMark.board_id == board_id)
+        )
+        .first()
+    )
+    return None if row is None else (row[0], row[1], row[2], row[3], row[4])
+
+
+FlowDayRow = tuple[int, int, int, int, int, int, int, int, int, int, int, bytes, bytes, bytes]
+
+
+def flow_days(session: Session, board_id: int, first: date, last: date) -> Iterator[FlowDayRow]:
+    """(state_id, doing_us, ready_us, blocked_us, total_us, sent_back_out, sent_back_in,
+    completed, completed_committed, cycle_us, active_us, visits, waited, wip) of the board's
+    cached days first..last."""
+    stmt = select(
+        FlowDay.state_id,
+        FlowDay.doing_us,
+        FlowDay.ready_us,
+        FlowDay.blocked_us,
+        FlowDay.total_us,
+        FlowDay.sent_back_out,
+        FlowDay.sent_back_in,
+        FlowDay.completed,
+        FlowDay.completed_committed,
+        FlowDay.cycle_us,
+        FlowDay.active_us,
+        FlowDay.visits,
+        FlowDay.waited,
+        FlowDay.wip,
+    ).where(FlowDay.board_id == board_id, FlowDay.day >= first, FlowDay.day <= last)
     yield from cast(Iterator[Any], session.connection().execute(stmt))

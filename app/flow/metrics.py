@@ -19,12 +19,20 @@ from itertools import accumulate, pairwise
 from typing import Literal
 
 __all__ = [
+    "DAY_BLOCKED",
+    "DAY_DOING",
+    "DAY_MICROS",
+    "DAY_READY",
+    "DAY_TOTAL",
     "DEFAULT_PERCENTILES",
     "DEFAULT_RUNS",
     "DEFAULT_SEED",
     "DOING",
+    "MICROS_PER_SECOND",
     "READY",
+    "DaySums",
     "Interval",
+    "Path",
     "Segment",
     "Span",
     "StateTime",
@@ -36,14 +44,19 @@ __all__ = [
     "forecast_days_for_items",
     "forecast_items_by_date",
     "merge_intervals",
-    "merge_spans_seconds",
+    "merge_spans",
+    "micros",
+    "micros_at_or_above",
     "overlap_seconds",
     "pct_time_at_limit",
     "percentile_nearest_rank",
     "percentiles",
     "split_item_time",
-    "split_path_seconds",
+    "split_path_by_day",
+    "split_path_micros",
     "subtract_intervals",
+    "wip_level_micros",
+    "wip_levels_by_day",
 ]
 
 DEFAULT_PERCENTILES: tuple[int, ...] = (50, 85, 95)
@@ -570,11 +583,29 @@ def pct_time_at_limit(
 
 
 # --------------------------------------------------------------------------- fast paths
+#
+# The board-wide passes count integer epoch microseconds: their sums are exact, so a window's
+# figures equal the sum of its pieces' figures (closed days kept by app.services.rollups plus
+# the replayed edges) to the last digit. Seconds are made once, at the end: micros / 1e6.
+
+MICROS_PER_SECOND = 1_000_000
+DAY_MICROS = 86_400 * MICROS_PER_SECOND  # a UTC day
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_MICRO = timedelta(microseconds=1)
+# Path steps: (at, state_id or None once gone, stage), at in epoch microseconds.
+Path = Sequence[tuple[int, int | None, str | None]]
+# Field order of split_path_by_day's per-day sums.
+DAY_DOING, DAY_READY, DAY_BLOCKED, DAY_TOTAL = range(4)
 
 
-def merge_spans_seconds(spans: Iterable[tuple[float, float]]) -> list[tuple[float, float]]:
-    """merge_intervals over (start, end) epoch seconds: sorted, disjoint, non-empty."""
-    merged: list[tuple[float, float]] = []
+def micros(value: datetime) -> int:
+    """Epoch microseconds of a datetime (naive: UTC), exactly (no float on the way)."""
+    return (_utc(value) - _EPOCH) // _ONE_MICRO
+
+
+def merge_spans(spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """merge_intervals over (start, end) microseconds: sorted, disjoint, non-empty."""
+    merged: list[tuple[int, int]] = []
     for start, end in sorted(s for s in spans if s[1] > s[0]):
         if merged and start <= merged[-1][1]:
             if end > merged[-1][1]:
@@ -584,23 +615,36 @@ def merge_spans_seconds(spans: Iterable[tuple[float, float]]) -> list[tuple[floa
     return merged
 
 
-def split_path_seconds(
-    path: Sequence[tuple[float, int | None, str | None]],
-    blocks: Sequence[tuple[float, float]],
-    end: float,
-    window: tuple[float, float] | None,
-    into: dict[int, list[float]],
-) -> float:
-    """split_item_time over epoch seconds, for a whole board in one pass.
+def _blocked_in(blocks: Sequence[tuple[int, int]], start: int, stop: int) -> int:
+    blocked = 0
+    for b_start, b_end in blocks:  # an item has a handful: a scan beats an index
+        if b_start >= stop:
+            break
+        a, b = (b_start if b_start > start else start), (b_end if b_end < stop else stop)
+        if b > a:
+            blocked += b - a
+    return blocked
 
-    path: the item's (at, state_id or None when gone, stage) steps in time order; each
-    holds until the next step, the last until `end`. blocks: merge_spans_seconds(...)
-    output. Adds [doing, ready, blocked, active, total] seconds per state into `into`
-    (clipped to window when given) and returns the item's active seconds. Same definitions
-    as split_item_time (tested against it), without building Segment objects.
+
+_FAR = 1 << 62  # microseconds: far beyond any date
+
+
+def split_path_micros(
+    path: Path,
+    blocks: Sequence[tuple[int, int]],
+    end: int,
+    window: tuple[int, int] | None,
+    into: dict[int, list[int]],
+) -> int:
+    """split_item_time over epoch microseconds, for a whole board in one pass.
+
+    path: the item's steps in time order; each holds until the next, the last until `end`.
+    blocks: merge_spans(...) output. Adds [doing, ready, blocked, active, total] microseconds
+    per state into `into` (clipped to window when given) and returns the item's active
+    microseconds. Same definitions as split_item_time (tested against it).
     """
-    lo, hi = window if window is not None else (-math.inf, math.inf)
-    active_total = 0.0
+    lo, hi = window if window is not None else (-_FAR, _FAR)
+    active_total = 0
     n = len(path)
     for i in range(n):
         at, state_id, stage = path[i]
@@ -613,16 +657,10 @@ def split_path_seconds(
         if stop <= start:
             continue
         length = stop - start
-        blocked = 0.0
-        for b_start, b_end in blocks:
-            if b_start >= stop:
-                break
-            a, b = (b_start if b_start > start else start), (b_end if b_end < stop else stop)
-            if b > a:
-                blocked += b - a
+        blocked = _blocked_in(blocks, start, stop)
         acc = into.get(state_id)
         if acc is None:
-            acc = into[state_id] = [0.0, 0.0, 0.0, 0.0, 0.0]
+            acc = into[state_id] = [0, 0, 0, 0, 0]
         acc[4] += length
         acc[2] += blocked
         if stage == DOING:
@@ -632,3 +670,123 @@ def split_path_seconds(
         elif stage == READY:
             acc[1] += length
     return active_total
+
+
+class DaySums:
+    """Microseconds per (state, field) and day over `days` UTC days from `first`.
+
+    add() costs O(1) however many days a stretch spans: its partial first and last days are
+    added directly, the whole days between through a difference array.
+    """
+
+    def __init__(self, first: int, days: int) -> None:
+        self.first, self.days = first, days
+        self._parts: dict[tuple[int, int], list[int]] = {}
+        self._whole: dict[tuple[int, int], list[int]] = {}
+
+    def day_of(self, at: int) -> int:
+        return (at - self.first) // DAY_MICROS
+
+    def add(self, key: tuple[int, int], start: int, stop: int) -> None:
+        """Adds [start, stop) (inside the days, start < stop) to key's days."""
+        parts = self._parts.get(key)
+        if parts is None:
+            parts = self._parts[key] = [0] * self.days
+            self._whole[key] = [0] * (self.days + 1)
+        i, j = self.day_of(start), self.day_of(stop - 1)
+        if i == j:
+            parts[i] += stop - start
+            return
+        parts[i] += self.first + (i + 1) * DAY_MICROS - start
+        parts[j] += stop - (self.first + j * DAY_MICROS)
+        whole = self._whole[key]
+        whole[i + 1] += 1
+        whole[j] -= 1
+
+    def totals(self) -> dict[tuple[int, int], list[int]]:
+        out: dict[tuple[int, int], list[int]] = {}
+        for key, parts in self._parts.items():
+            whole = accumulate(self._whole[key][: self.days])
+            out[key] = [p + w * DAY_MICROS for p, w in zip(parts, whole, strict=True)]
+        return out
+
+
+def split_path_by_day(
+    path: Path, blocks: Sequence[tuple[int, int]], end: int, sums: DaySums
+) -> set[tuple[int, int]]:
+    """split_path_micros per UTC day: adds each state's doing, ready, blocked and total time
+    (fields DAY_*) into `sums`, clipped to its days; returns the (state_id, day) pairs with
+    Ready time (the item waited there that day)."""
+    lo, hi = sums.first, sums.first + sums.days * DAY_MICROS
+    ready: set[tuple[int, int]] = set()
+    n = len(path)
+    for i in range(n):
+        at, state_id, stage = path[i]
+        if state_id is None:
+            continue
+        start = at if at > lo else lo
+        stop = path[i + 1][0] if i + 1 < n else end
+        if stop > hi:
+            stop = hi
+        if stop <= start:
+            continue
+        sums.add((state_id, DAY_TOTAL), start, stop)
+        for b_start, b_end in blocks:
+            if b_start >= stop:
+                break
+            a, b = (b_start if b_start > start else start), (b_end if b_end < stop else stop)
+            if b > a:
+                sums.add((state_id, DAY_BLOCKED), a, b)
+        if stage == DOING:
+            sums.add((state_id, DAY_DOING), start, stop)
+        elif stage == READY:
+            sums.add((state_id, DAY_READY), start, stop)
+            for day in range(sums.day_of(start), sums.day_of(stop - 1) + 1):
+                ready.add((state_id, day))
+    return ready
+
+
+def wip_level_micros(deltas: list[tuple[int, int]], lo: int, hi: int) -> dict[int, int]:
+    """Microseconds of [lo, hi) spent at each WIP level, from (at, +1 / -1) changes.
+
+    WIP is 0 before the first change; changes at the same time apply together. Time at or
+    over a limit is micros_at_or_above(result, limit), whatever the limit is.
+    """
+    return wip_levels_by_day(deltas, lo, 1, hi - lo)[0] if hi > lo else {}
+
+
+def wip_levels_by_day(
+    deltas: list[tuple[int, int]], first: int, days: int, day_length: int = DAY_MICROS
+) -> list[dict[int, int]]:
+    """wip_level_micros for each of `days` consecutive days from `first` (one sweep)."""
+    out: list[dict[int, int]] = [{} for _ in range(days)]
+    end = first + days * day_length
+    current, since = 0, first
+
+    def hold(until: int) -> None:
+        # Adds [since, until) at the current level, split at day boundaries.
+        at = since
+        while at < until:
+            day = (at - first) // day_length
+            stop = min(until, first + (day + 1) * day_length)
+            levels = out[day]
+            levels[current] = levels.get(current, 0) + stop - at
+            at = stop
+
+    for at, delta in sorted(deltas):
+        if at <= first:
+            current += delta
+            continue
+        if at >= end:
+            break
+        if at > since:
+            hold(at)
+            since = at
+        current += delta
+    hold(end)
+    return out
+
+
+def micros_at_or_above(levels: dict[int, int], limit: int) -> int:
+    """Time (from wip_level_micros) with WIP at or over `limit`."""
+    return sum(us for level, us in levels.items() if level >= limit)

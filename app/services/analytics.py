@@ -26,7 +26,7 @@ import csv
 import io
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from itertools import pairwise
 from typing import Any, Literal
@@ -42,6 +42,8 @@ from app.flow.errors import InvalidInput
 from app.flow.text import neutralise_cell
 from app.services import rollups
 from app.services.access import visible_board
+from app.services.flow_figures import Figures, StateFigures, day_figures, window_figures
+from app.services.replay import ItemHistory, replay
 
 DEFAULT_WINDOW = timedelta(days=90)
 MAX_WINDOW = timedelta(days=3 * 365 + 1)  # three years, one of them a leap year
@@ -115,69 +117,9 @@ def _seconds(a: datetime, b: datetime) -> float:
 # --------------------------------------------------------------------------- replay
 
 
-@dataclass(slots=True)
-class ItemHistory:
-    """One item's path through the board: (at, state_id or None when discarded, stage)."""
-
-    item_id: int
-    class_of_service: str
-    committed_at: datetime | None
-    done_at: datetime | None
-    path: list[tuple[datetime, int | None, str | None]] = field(default_factory=list)
-    sent_back: list[tuple[datetime, int | None, int | None]] = field(default_factory=list)
-    # Block periods as epoch seconds (open blocks end at now), sorted and merged.
-    blocks: list[tuple[float, float]] = field(default_factory=list)
-
-    def visits(self) -> list[tuple[int, datetime, datetime | None]]:
-        """(state_id, entered, left or None) per stay in a state (stage changes stay)."""
-        out: list[tuple[int, datetime, datetime | None]] = []
-        current: int | None = None
-        entered: datetime | None = None
-        for at, state_id, _stage in self.path:
-            if state_id == current:
-                continue
-            if current is not None and entered is not None:
-                out.append((current, entered, at))
-            current, entered = state_id, at
-        if current is not None and entered is not None:
-            out.append((current, entered, None))
-        return out
-
-
 def _replay(session: Session, board_id: int, window: Window) -> dict[int, ItemHistory]:
-    """Every item alive in the window with its moves and blocks: one streaming pass each."""
-    items = {
-        item_id: ItemHistory(item_id, cos, committed, done)
-        for item_id, cos, committed, done in mq.items_alive_in(
-            session, board_id, window.start, window.end
-        )
-    }
-    moves: dict[int, list[tuple[datetime, int, str, int | None, int | None, str | None]]] = (
-        defaultdict(list)
-    )
-    ids = list(items)
-    for item_id, event_id, type_, at, from_id, to_id, stage in mq.events_of_items(session, ids):
-        moves[item_id].append((at, event_id, type_, from_id, to_id, stage))
-    for item_id, rows in moves.items():
-        history = items.get(item_id)
-        if history is None:
-            continue
-        rows.sort(key=lambda r: (r[0], r[1]))
-        for at, _id, type_, from_id, to_id, stage in rows:
-            if at > window.end:
-                break  # nothing after the window counts (a past `to` shows the board then)
-            history.path.append((at, None if type_ == "discarded" else to_id, stage))
-            if type_ == "sent_back":
-                history.sent_back.append((at, from_id, to_id))
-    for item_id, opened, resolved in mq.blocks_of_items(session, ids):
-        history = items.get(item_id)
-        if history is not None and opened < window.now:
-            until = resolved if resolved is not None and resolved < window.now else window.now
-            history.blocks.append((opened.timestamp(), until.timestamp()))
-    for history in items.values():
-        if len(history.blocks) > 1:
-            history.blocks = m.merge_spans_seconds(history.blocks)
-    return items
+    """Every item alive in the window with its moves and blocks (app.services.replay)."""
+    return replay(session, board_id, window.start, window.end, window.now)
 
 
 # --------------------------------------------------------------------------- flow
@@ -245,17 +187,6 @@ def choose_bottleneck(
     return (best[1] if best else None), in_front
 
 
-def _wip_steps(deltas: list[tuple[datetime, int]]) -> list[tuple[datetime, int]]:
-    """WIP after each change, from +1 / -1 steps (same-time steps: the last total wins)."""
-    deltas.sort(key=lambda d: d[0])
-    steps: list[tuple[datetime, int]] = []
-    wip = 0
-    for at, delta in deltas:
-        wip += delta
-        steps.append((at, wip))
-    return steps
-
-
 def _days_text(seconds: float) -> str:
     days = seconds / 86_400
     return f"{days:.1f} days" if days >= 1 else f"{seconds / 3600:.1f} hours"
@@ -266,6 +197,61 @@ def _window_text(window: Window) -> str:
         days = round(window.seconds / 86_400)
         return f"the last {days} days" if days != 1 else "the last day"
     return f"{window.start.date().isoformat()} to {window.end.date().isoformat()}"
+
+
+def _s(us: float) -> float:
+    """Seconds from microseconds (made once, from an exact sum)."""
+    return us / m.MICROS_PER_SECOND
+
+
+def _s_or_none(us: float | None) -> float | None:
+    return None if us is None else _s(us)
+
+
+def _closed_days(window: Window) -> tuple[date, date] | None:
+    """(first, last) of the whole UTC days inside the window that ended before today."""
+    first = window.start.date()
+    if window.start != _midnight(first):
+        first += timedelta(days=1)
+    last = min(window.now.date(), window.end.date()) - timedelta(days=1)
+    return (first, last) if first <= last else None
+
+
+def _replayed_figures(
+    session: Session, board_id: int, window: Window, done_id: int, class_of_service: str | None
+) -> Figures:
+    """The window's flow figures from one replay of it: the reference."""
+    histories = _replay(session, board_id, window).values()
+    start, end, now = (m.micros(t) for t in (window.start, window.end, window.now))
+    return window_figures(histories, start, end, now, done_id, class_of_service)
+
+
+def _flow_figures(
+    session: Session, board_id: int, window: Window, done_id: int, class_of_service: str | None
+) -> Figures:
+    """The window's flow figures: its closed days from the rollups cache (computed by the
+    replay the first time) plus the replay of its partial first and last days. A class filter
+    replays the whole window (an item's class may be edited at any time), as does a window
+    without a closed day."""
+    closed = _closed_days(window)
+    if class_of_service is not None or closed is None:
+        return _replayed_figures(session, board_id, window, done_id, class_of_service)
+    first, last = closed
+
+    def compute(a: date, b: date) -> list[Figures]:
+        span = Window(_midnight(a), rollups.day_end(b), window.now)
+        histories = _replay(session, board_id, span).values()
+        days = (b - a).days + 1
+        return day_figures(histories, m.micros(span.start), days, m.micros(span.now), done_id)
+
+    total = rollups.closed_day_figures(session, board_id, done_id, first, last, compute)
+    for piece in (
+        Window(window.start, _midnight(first), window.now),
+        Window(rollups.day_end(last), window.end, window.now),
+    ):
+        if piece.end > piece.start:
+            total.add(_replayed_figures(session, board_id, piece, done_id, None))
+    return total
 
 
 def flow_report(
@@ -286,67 +272,24 @@ def flow_report(
     board, _ = visible_board(session, board_id=board_id, actor=actor)
     _check_class(class_of_service)
     window = resolve_window(start, end, now)
-    ws, we, now_ = window.start, window.end, window.now
+    now_ = window.now
     states = mq.states(session, board.id)
     kinds = {s.id: s.kind for s in states}
-    replay = _replay(session, board.id, window)
-
-    ws_t, we_t, now_t = ws.timestamp(), we.timestamp(), now_.timestamp()
-    # state -> [doing, ready, blocked, active, total] seconds inside the window
-    totals: dict[int, list[float]] = {}
-    visit_seconds: dict[int, list[float]] = defaultdict(list)
-    waited: dict[int, int] = defaultdict(int)  # items with Ready time in the state, in window
-    rework_out: dict[int, int] = defaultdict(int)
-    rework_in: dict[int, int] = defaultdict(int)
-    wip_deltas: dict[int, list[tuple[datetime, int]]] = defaultdict(list)
-    active_done = cycle_done = 0.0
-    work_seconds = 0.0
-    for history in replay.values():
-        visits = history.visits()
-        for state_id, entered, left in visits:
-            if kinds.get(state_id) == "done":
-                continue
-            wip_deltas[state_id].append((entered, 1))
-            if left is not None:
-                wip_deltas[state_id].append((left, -1))
-        if class_of_service is not None and history.class_of_service != class_of_service:
-            continue
-        # Epoch seconds from here: the per-item split is the hot loop of this report.
-        path = [(at.timestamp(), state_id, stage) for at, state_id, stage in history.path]
-        per_state: dict[int, list[float]] = {}
-        m.split_path_seconds(path, history.blocks, now_t, (ws_t, we_t), per_state)
-        for state_id, acc in per_state.items():
-            total = totals.get(state_id)
-            if total is None:
-                total = totals[state_id] = [0.0, 0.0, 0.0, 0.0, 0.0]
-            for k in range(5):
-                total[k] += acc[k]
-            if acc[1] > 0:
-                waited[state_id] += 1
-            if kinds.get(state_id) == "work":
-                work_seconds += acc[4]
-        for state_id, entered, left in visits:
-            if left is not None and ws <= left < we:
-                visit_seconds[state_id].append(_seconds(entered, left))
-        for at, from_id, to_id in history.sent_back:
-            if ws <= at < we:
-                if from_id is not None:
-                    rework_out[from_id] += 1
-                if to_id is not None:
-                    rework_in[to_id] += 1
-        done_at, committed_at = history.done_at, history.committed_at
-        if done_at is not None and committed_at is not None and ws <= done_at < we:
-            active_done += m.split_path_seconds(path, history.blocks, now_t, None, {})
-            cycle_done += _seconds(committed_at, done_at)
+    done_id = next(s.id for s in states if s.kind == "done")
+    figures = _flow_figures(session, board.id, window, done_id, class_of_service)
+    by_state = figures.states
+    span_us = m.micros(window.end) - m.micros(window.start)
 
     pct: dict[int, float | None] = {}
     for state in states:
-        if state.kind == "done":
+        limit = state.wip_limit
+        if state.kind == "done" or limit is None or span_us <= 0:
             pct[state.id] = None
             continue
-        pct[state.id] = m.pct_time_at_limit(
-            _wip_steps(wip_deltas.get(state.id, [])), state.wip_limit, ws, we
-        )
+        levels = by_state[state.id].wip if state.id in by_state else {}
+        # WIP is never negative: a limit of 0 (or less) is met all the time.
+        at_limit = m.micros_at_or_above(levels, limit) if limit > 0 else span_us
+        pct[state.id] = _s(at_limit) / window.seconds
 
     # Now: WIP (all classes, against the limit), queues, blocked and the oldest wait.
     wip_now: dict[int, int] = defaultdict(int)
@@ -376,12 +319,14 @@ def flow_report(
             ):
                 oldest[state_id] = became_ready
 
-    ready_totals = {sid: acc[1] for sid, acc in totals.items()}
+    ready_totals = {sid: _s(f.ready) for sid, f in by_state.items()}
     bottleneck, in_front = choose_bottleneck(states, ready_totals, pct)
     rows: list[StateFlow] = []
+    empty = StateFigures()
     for before, state in zip([None, *states], states, strict=False):
-        doing_s, ready_s, blocked_s, _active_s, _total_s = totals.get(state.id, [0.0] * 5)
-        ps = m.percentiles(visit_seconds.get(state.id, []), (50, 85))
+        f = by_state.get(state.id, empty)
+        ps = m.percentiles(f.visits, (50, 85))
+        waited_before = by_state[before.id].waited if before and before.id in by_state else ()
         rows.append(
             StateFlow(
                 state_id=state.id,
@@ -393,35 +338,35 @@ def flow_report(
                 oldest_ready_seconds=(
                     m.age_seconds(now_, oldest[state.id]) if state.id in oldest else None
                 ),
-                median_seconds_in_state=ps["50"],
-                p85_seconds_in_state=ps["85"],
-                doing_seconds=doing_s,
-                ready_seconds=ready_s,
-                blocked_seconds=blocked_s,
+                median_seconds_in_state=_s_or_none(ps["50"]),
+                p85_seconds_in_state=_s_or_none(ps["85"]),
+                doing_seconds=_s(f.doing),
+                ready_seconds=_s(f.ready),
+                blocked_seconds=_s(f.blocked),
                 blocked_now=blocked_now.get(state.id, 0),
                 pct_time_at_limit=pct.get(state.id),
-                rework_count=rework_out.get(state.id, 0),
-                sent_back_into_count=rework_in.get(state.id, 0),
+                rework_count=f.sent_back_out,
+                sent_back_into_count=f.sent_back_in,
                 queue_wait_seconds=in_front.get(state.id, 0.0),
                 items_waited_in_front=(
-                    waited.get(before.id, 0)
+                    len(waited_before)
                     if before is not None and before.kind == "work" and state.kind == "work"
                     else 0
                 ),
             )
         )
-    done = mq.done_in(session, board.id, ws, we, class_of_service)
-    cycles = [_seconds(c, d) for _i, _k, d, c, _cr in done if c is not None]
     weeks = window.seconds / SECONDS_PER_WEEK
+    work_us = sum(f.total for sid, f in by_state.items() if kinds.get(sid) == "work")
+    committed = figures.completed_committed
     report = FlowReport(
-        start=ws,
-        end=we,
+        start=window.start,
+        end=window.end,
         states=rows,
         bottleneck_state_id=bottleneck,
-        flow_efficiency=m.flow_efficiency(active_done, cycle_done),
-        throughput_per_week=len(done) / weeks if weeks > 0 else 0.0,
-        avg_wip=work_seconds / window.seconds if window.seconds > 0 else 0.0,
-        avg_cycle_time_seconds=sum(cycles) / len(cycles) if cycles else None,
+        flow_efficiency=m.flow_efficiency(_s(figures.active_us), _s(figures.cycle_us)),
+        throughput_per_week=figures.completed / weeks if weeks > 0 else 0.0,
+        avg_wip=_s(work_us) / window.seconds if window.seconds > 0 else 0.0,
+        avg_cycle_time_seconds=_s(figures.cycle_us) / committed if committed else None,
         summary="",
         class_of_service=class_of_service,
     )
