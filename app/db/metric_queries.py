@@ -31,8 +31,18 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import InstrumentedAttribute, Session, aliased
 
-from app.db.models import Block, BlockReason, CfdDay, CfdMark, Event, Item, State, User
-from app.db.rollup_models import FlowDay, FlowMark
+from app.db.models import (
+    Block,
+    BlockReason,
+    CfdDay,
+    CfdMark,
+    Event,
+    FlowDay,
+    FlowMark,
+    Item,
+    State,
+    User,
+)
 
 # Rows fetched per round trip while streaming.
 STREAM_ROWS = 5_000

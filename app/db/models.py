@@ -7,12 +7,14 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     CheckConstraint,
     Date,
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -234,7 +236,34 @@ class Item(Base):
         UniqueConstraint("board_id", "number", name="uq_item_board_id_number"),
         CheckConstraint("stage IS NULL OR " + _in("stage", STAGES), name="stage"),
         CheckConstraint(_in("class_of_service", CLASSES_OF_SERVICE), name="class_of_service"),
-        Index("ix_item_state_id_stage", "state_id", "stage"),
+        # The board page (migration 0007, app/db/board_queries.py) reads each run of cards in
+        # the order of an index, a page at a time, and counts from indexes alone. The backlog,
+        # newest first:
+        Index("ix_item_state_id_stage_id", "state_id", "stage", "id"),
+        # work states first in, first pulled, and counts per state and stage (discarded_at is
+        # a column too, so SQLite counts from the index without reading the rows):
+        Index(
+            "ix_item_shown_by_state",
+            "state_id",
+            "stage",
+            "state_entered_at",
+            "id",
+            "discarded_at",
+            sqlite_where=text("discarded_at IS NULL"),
+            postgresql_where=text("discarded_at IS NULL"),
+        ),
+        # the expedite lane, a few cards among a state's many:
+        Index(
+            "ix_item_expedite_lane",
+            "state_id",
+            "stage",
+            "state_entered_at",
+            "id",
+            "class_of_service",
+            "discarded_at",
+            sqlite_where=text("class_of_service = 'expedite' AND discarded_at IS NULL"),
+            postgresql_where=text("class_of_service = 'expedite' AND discarded_at IS NULL"),
+        ),
         Index("ix_item_board_id_owner_id", "board_id", "owner_id"),
         # A person's doing items (the personal limit on every pull): without it the count
         # scanned every item they ever owned (migration 0005).
@@ -382,6 +411,56 @@ class CfdMark(Base):
     board_id: Mapped[int] = mapped_column(
         ForeignKey("board.id", ondelete="CASCADE"), primary_key=True
     )
+    through: Mapped[date] = mapped_column(Date)
+    done_state_id: Mapped[int] = mapped_column(Integer)
+    events: Mapped[int] = mapped_column(Integer)
+    last_event_id: Mapped[int] = mapped_column(Integer)
+
+
+# Flow rollups (app.services.rollups): derived data, never exported. No foreign keys: a cached
+# row proves itself through its mark's stamp of the event log, and a restore may empty the
+# tables in any order.
+
+
+class FlowDay(Base):
+    """One state's flow figures over one closed UTC day, so a long Bottlenecks window replays
+    only its partial first and last days. Times are integer microseconds (exact sums).
+    A missing row means nothing happened there that day: WIP 0 all day, no time, no events.
+    """
+
+    __tablename__ = "flow_day"
+
+    board_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    state_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    doing_us: Mapped[int] = mapped_column(BigInteger)
+    ready_us: Mapped[int] = mapped_column(BigInteger)
+    blocked_us: Mapped[int] = mapped_column(BigInteger)
+    total_us: Mapped[int] = mapped_column(BigInteger)
+    sent_back_out: Mapped[int] = mapped_column(Integer)
+    sent_back_in: Mapped[int] = mapped_column(Integer)
+    # Items that arrived by completion that day (only the done state has any): how many, how
+    # many of them were committed, and those ones' cycle and active time.
+    completed: Mapped[int] = mapped_column(Integer)
+    completed_committed: Mapped[int] = mapped_column(Integer)
+    cycle_us: Mapped[int] = mapped_column(BigInteger)
+    active_us: Mapped[int] = mapped_column(BigInteger)
+    # Packed little-endian int64s: durations of the stays that ended that day; ids of the
+    # items with Ready time that day; (WIP level, microseconds at it) pairs.
+    visits: Mapped[bytes] = mapped_column(LargeBinary)
+    waited: Mapped[bytes] = mapped_column(LargeBinary)
+    wip: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class FlowMark(Base):
+    """What a board's flow_day rows were computed from: the days since..through (all of them,
+    rows or not), the done state, and the count and last id of the board's events before the
+    end of `through` (history written into the past changes them and drops the rows)."""
+
+    __tablename__ = "flow_mark"
+
+    board_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    since: Mapped[date] = mapped_column(Date)
     through: Mapped[date] = mapped_column(Date)
     done_state_id: Mapped[int] = mapped_column(Integer)
     events: Mapped[int] = mapped_column(Integer)

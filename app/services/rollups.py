@@ -39,8 +39,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from app.db import metric_queries as mq
-from app.db.models import CfdDay, CfdMark
-from app.db.rollup_models import FlowDay, FlowMark
+from app.db.models import CfdDay, CfdMark, FlowDay, FlowMark
 from app.db.session import SQLITE_BUSY_TIMEOUT_MS, WRITE_OPTION
 from app.services.flow_figures import Figures, StateFigures
 

@@ -21,7 +21,7 @@ import pytest
 from sqlalchemy import func, select
 
 from app.db import metric_queries as mq
-from app.db.rollup_models import FlowDay, FlowMark
+from app.db.models import FlowDay, FlowMark
 from app.flow.errors import FlowError
 from app.services import analytics
 from app.services.blocks import block_item, resolve_block

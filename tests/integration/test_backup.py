@@ -330,11 +330,12 @@ def _corrupt_board_of_block(document: dict[str, Any]) -> None:
     other = dict(document["tables"]["board"])
     other["rows"] = [*other["rows"], [*other["rows"][0]]]
     columns = other["columns"]
-    other["rows"][-1][columns.index("id")] = 77
+    # An id no test board reaches (the shared PostgreSQL test database's ids keep growing).
+    other["rows"][-1][columns.index("id")] = 1_000_000_000
     other["rows"][-1][columns.index("key")] = "OTH"
     document["tables"]["board"] = other
     document["counts"]["board"] += 1
-    section["rows"][1][section["columns"].index("board_id")] = 77  # an item's state moves away
+    section["rows"][1][section["columns"].index("board_id")] = 1_000_000_000  # a state moves away
 
 
 def _drop_title(document: dict[str, Any]) -> None:
@@ -368,7 +369,7 @@ def _bad_time(document: dict[str, Any]) -> None:
 CORRUPTIONS: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
     "bad-reference": (_corrupt_item_state, "state_id 999999 refers to no state row"),
     "bad-enum": (_corrupt_role, "role 'owner' is not one of viewer, member, reviewer, manager"),
-    "cross-board": (_corrupt_board_of_block, "belongs to board 77"),
+    "cross-board": (_corrupt_board_of_block, "belongs to board 1000000000"),
     "missing-column": (_drop_title, "item: the column title is missing"),
     "null-required": (_null_title, "title is missing (null)"),
     "row-lost": (_lose_an_event, "it is incomplete"),
