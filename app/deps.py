@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Annotated
 
+from anyio import CancelScope, CapacityLimiter, to_thread
 from fastapi import Depends, Request
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -20,13 +21,25 @@ def get_db(request: Request) -> Database:
     return request.app.state.database
 
 
-def db_session(request: Request) -> Iterator[Session]:
-    """One session per request; writes begin their transaction with the write lock (SQLite)."""
+async def db_session(request: Request) -> AsyncIterator[Session]:
+    """One session per request; writes begin their transaction with the write lock (SQLite).
+
+    async, so making the session and closing a committed one (no connection held, nothing to
+    send) cost no threadpool hop. A session still in a transaction is closed in a thread, as
+    its rollback talks to the database: shielded, so a client that went away cannot skip it,
+    and under a limiter of its own (as FastAPI closes sync dependencies), so it never waits
+    for a thread behind requests that wait for the SQLite write turn this close gives back.
+    """
     session = get_db(request).session(write=request.method in WRITE_METHODS)
     try:
         yield session
     finally:
-        session.close()  # rolls back whatever was not committed
+        if session.in_transaction():
+            with CancelScope(shield=True):
+                # rolls back whatever was not committed
+                await to_thread.run_sync(session.close, limiter=CapacityLimiter(1))
+        else:
+            session.close()
 
 
 DbSession = Annotated[Session, Depends(db_session)]

@@ -92,9 +92,10 @@ def create_app(database: Database | None = None, *, listen: bool = True) -> Fast
     proxies = trusted_proxy_list(settings.trusted_proxies)
     app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=proxies)
     app.add_middleware(ForwardedHost, trusted_hosts=proxies)  # sees the peer before the above
+    # Routes are matched in order, router by router: the API, where most requests go, first.
+    app.include_router(api_router)
     app.include_router(health.router)
     app.include_router(docs.router)
-    app.include_router(api_router)
     web_router.setup(app)
     app.mount("/static", StaticFiles(directory=ROOT / "static"), name="static")
     openapi.install(app, extra_schemas=importing.SCHEMAS)  # problem+json errors, typed import

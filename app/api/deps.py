@@ -57,7 +57,8 @@ def current_token(
     return found
 
 
-def current_user(found: Annotated[tuple[User, ApiToken], Depends(current_token)]) -> User:
+async def current_user(found: Annotated[tuple[User, ApiToken], Depends(current_token)]) -> User:
+    # async: no I/O here, so FastAPI calls it on the event loop instead of a threadpool hop.
     return found[0]
 
 

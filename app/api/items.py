@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from app.api.deps import CurrentUser, DbSession, Paging, commit
@@ -27,6 +27,7 @@ from app.api.schemas import (
     SendBackIn,
     block_out,
     item_out,
+    json_answer,
 )
 from app.db import queries
 from app.inputs import Id, SingleLine
@@ -93,12 +94,14 @@ def list_items(
 
 
 @router.get("/items/{item_id}", response_model=ItemOut)
-def get_item(item_id: Id, session: DbSession, actor: CurrentUser) -> ItemOut:
-    return item_out(session, items.get_item(session=session, item_id=item_id, actor=actor))
+def get_item(item_id: Id, session: DbSession, actor: CurrentUser) -> Response:
+    return json_answer(
+        item_out(session, items.get_item(session=session, item_id=item_id, actor=actor))
+    )
 
 
 @router.patch("/items/{item_id}", response_model=ItemOut)
-def edit_item(item_id: Id, body: ItemPatch, session: DbSession, actor: CurrentUser) -> ItemOut:
+def edit_item(item_id: Id, body: ItemPatch, session: DbSession, actor: CurrentUser) -> Response:
     """Fields not sent stay as they are. A stale `version` is 409 `version-conflict`.
 
     Giving a doing item to someone at the board's personal limit is 409
@@ -112,13 +115,13 @@ def edit_item(item_id: Id, body: ItemPatch, session: DbSession, actor: CurrentUs
         override_reason=body.override_reason,
     )
     commit(session)
-    return item_out(session, detail)
+    return json_answer(item_out(session, detail))
 
 
 @router.post("/items/{item_id}/pull", response_model=ItemOut)
 def pull_item(
     item_id: Id, session: DbSession, actor: CurrentUser, body: PullIn | None = None
-) -> ItemOut:
+) -> Response:
     """Into the next state. Managers may pass a full limit with `override_reason`."""
     body = body or PullIn()
     detail = items.pull_item(
@@ -129,27 +132,27 @@ def pull_item(
         to_state_id=body.to_state_id,
     )
     commit(session)
-    return item_out(session, detail)
+    return json_answer(item_out(session, detail))
 
 
 @router.post("/items/{item_id}/ready", response_model=ItemOut)
-def mark_ready(item_id: Id, session: DbSession, actor: CurrentUser) -> ItemOut:
+def mark_ready(item_id: Id, session: DbSession, actor: CurrentUser) -> Response:
     """Finished here: the owner (or a manager) hands off; before done it is delivered at once."""
     detail = items.mark_ready(session=session, item_id=item_id, actor=actor)
     commit(session)
-    return item_out(session, detail)
+    return json_answer(item_out(session, detail))
 
 
 @router.post("/items/{item_id}/unready", response_model=ItemOut)
-def unready(item_id: Id, session: DbSession, actor: CurrentUser) -> ItemOut:
+def unready(item_id: Id, session: DbSession, actor: CurrentUser) -> Response:
     """Back to doing, while nobody has pulled it."""
     detail = items.unready(session=session, item_id=item_id, actor=actor)
     commit(session)
-    return item_out(session, detail)
+    return json_answer(item_out(session, detail))
 
 
 @router.post("/items/{item_id}/send-back", response_model=ItemOut)
-def send_back(item_id: Id, body: SendBackIn, session: DbSession, actor: CurrentUser) -> ItemOut:
+def send_back(item_id: Id, body: SendBackIn, session: DbSession, actor: CurrentUser) -> Response:
     """Rework: to an earlier work state, with a reason; the owner there takes it again."""
     detail = items.send_back(
         session=session,
@@ -160,27 +163,27 @@ def send_back(item_id: Id, body: SendBackIn, session: DbSession, actor: CurrentU
         override_reason=body.override_reason,
     )
     commit(session)
-    return item_out(session, detail)
+    return json_answer(item_out(session, detail))
 
 
 @router.post("/items/{item_id}/discard", response_model=ItemOut)
-def discard(item_id: Id, body: DiscardIn, session: DbSession, actor: CurrentUser) -> ItemOut:
+def discard(item_id: Id, body: DiscardIn, session: DbSession, actor: CurrentUser) -> Response:
     """Options in the backlog (members), or any open item (managers), with a reason."""
     detail = items.discard_item(session=session, item_id=item_id, actor=actor, reason=body.reason)
     commit(session)
-    return item_out(session, detail)
+    return json_answer(item_out(session, detail))
 
 
 @router.put("/items/{item_id}/criteria/{criterion_id}", response_model=ItemOut)
 def set_criterion(
     item_id: Id, criterion_id: Id, body: CriterionSetIn, session: DbSession, actor: CurrentUser
-) -> ItemOut:
+) -> Response:
     """Check or uncheck an exit criterion of the item's state or an entry one of the next."""
     detail = items.set_criterion(
         session=session, item_id=item_id, criterion_id=criterion_id, met=body.met, actor=actor
     )
     commit(session)
-    return item_out(session, detail)
+    return json_answer(item_out(session, detail))
 
 
 @router.post("/items/{item_id}/blocks", response_model=BlockOut, status_code=201)
@@ -209,19 +212,21 @@ def block_item(
 
 
 @router.get("/blocks/{block_id}", response_model=BlockOut)
-def get_block(block_id: Id, session: DbSession, actor: CurrentUser) -> BlockOut:
-    return block_out(session, blocks.get_block(session=session, block_id=block_id, actor=actor))
+def get_block(block_id: Id, session: DbSession, actor: CurrentUser) -> Response:
+    return json_answer(
+        block_out(session, blocks.get_block(session=session, block_id=block_id, actor=actor))
+    )
 
 
 @router.post("/blocks/{block_id}/resolve", response_model=BlockOut)
 def resolve_block(
     block_id: Id, session: DbSession, actor: CurrentUser, body: ResolveIn | None = None
-) -> BlockOut:
+) -> Response:
     block = blocks.resolve_block(
         session=session, block_id=block_id, actor=actor, note=(body or ResolveIn()).note
     )
     commit(session)
-    return block_out(session, block)
+    return json_answer(block_out(session, block))
 
 
 @router.get("/items/{item_id}/comments", response_model=list[CommentOut])

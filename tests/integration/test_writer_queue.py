@@ -5,13 +5,17 @@ work ends. Order properties only, never times.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import threading
 import time
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from anyio import to_thread
+from fastapi import Request
 from fastapi.testclient import TestClient
 from sqlalchemy import event, insert, text
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -20,6 +24,7 @@ from app.db import session as db_session
 from app.db.migrate import upgrade
 from app.db.models import User
 from app.db.session import Database, WriterQueue, WriterQueueTimeout
+from app.deps import db_session as request_session
 from app.main import create_app
 from app.resilience import is_database_unavailable
 from app.services import items
@@ -359,4 +364,37 @@ def test_the_token_lookup_of_a_write_takes_no_turn(sqlite_db: Database) -> None:
             event.remove(sqlite_db.engine, "before_cursor_execute", record)
     assert response.status_code == 200, response.text
     assert held == {"token lookup": False, "pull": True}
+    assert_free(queue)
+
+
+def test_a_request_that_ends_in_its_turn_gives_it_back_with_every_thread_busy(
+    sqlite_db: Database,
+) -> None:
+    # A refused or failed write is rolled back after its route, in a thread. The threads of
+    # the default pool may all be taken by requests waiting for this very turn, so closing the
+    # session must not wait for one of them (it would wait until their busy timeout).
+    queue = queue_of(sqlite_db)
+    request = Request(
+        {
+            "type": "http",
+            "method": "POST",
+            "app": SimpleNamespace(state=SimpleNamespace(database=sqlite_db)),
+        }
+    )
+
+    async def scenario() -> None:
+        limiter = to_thread.current_default_thread_limiter()
+        limiter.total_tokens = 1
+        await limiter.acquire()  # the pool's one thread is busy from here on
+        try:
+            dependency = request_session(request)
+            session = await dependency.__anext__()
+            session.execute(text("UPDATE user_account SET name = name"))
+            assert queue.holder is not None  # the request holds the turn
+            with pytest.raises(StopAsyncIteration):  # the hang guard is generous, not a timing
+                await asyncio.wait_for(dependency.__anext__(), timeout=60)
+        finally:
+            limiter.release()
+
+    asyncio.run(scenario())
     assert_free(queue)
