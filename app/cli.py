@@ -13,8 +13,29 @@ from app.config import VAR_DIR, get_settings
 CREDENTIALS_FILE = VAR_DIR / "demo-credentials.txt"
 
 
+# glibc gives each thread that allocates a malloc arena of its own (up to 8 per core), and
+# pages freed in one stay with that arena: the threadpool's threads left ~8 MB more RSS per
+# process after 16 concurrent clients. Python holds the GIL anyway, so two arenas lose nothing.
+MALLOC_ARENAS = 2
+
+
 def _database_url() -> str:
     return get_settings().resolved_database_url()
+
+
+def _limit_malloc_arenas() -> None:
+    """MALLOC_ARENA_MAX for this process and the workers it starts (an operator's own value
+    stays). Before any thread exists: arenas are made as threads first allocate."""
+    import contextlib
+    import ctypes
+    import os
+
+    if "MALLOC_ARENA_MAX" in os.environ:
+        return  # glibc read it when this process started
+    os.environ["MALLOC_ARENA_MAX"] = str(MALLOC_ARENAS)  # worker processes read it at start
+    # Not glibc (no mallopt): that allocator has no per-thread arenas to bound.
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).mallopt(-8, MALLOC_ARENAS)  # M_ARENA_MAX, for this running process
 
 
 def cmd_migrate(_args: argparse.Namespace) -> int:
@@ -47,6 +68,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     # Each worker process sizes its connection pool by how many share the database.
     os.environ[WORKERS_ENV] = str(args.workers)
+    _limit_malloc_arenas()
     cmd_migrate(args)
     print(f"Flowboard is serving on http://{args.host}:{args.port}/  (Ctrl+C stops it)")
     if CREDENTIALS_FILE.exists():

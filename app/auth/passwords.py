@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+from functools import cache
+
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 _hasher = PasswordHasher()
-# Verifying against this keeps the time of "unknown email" close to "wrong password".
-_DUMMY_HASH = _hasher.hash("flowboard-dummy-password")
 MIN_PASSWORD_LENGTH = 8
+
+
+@cache
+def _dummy_hash() -> str:
+    """Verifying against this keeps the time of "unknown email" close to "wrong password".
+    Made at the first unknown email, not at import: one Argon2 hash (64 MiB, a few hundred
+    ms on a busy machine) is not worth spending on every start."""
+    return _hasher.hash("flowboard-dummy-password")
 
 
 def hash_password(password: str) -> str:
@@ -17,6 +25,7 @@ def hash_password(password: str) -> str:
 
 def verify_password(password_hash: str | None, password: str) -> bool:
     try:
-        return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+        verified = _hasher.verify(password_hash or _dummy_hash(), password)
+        return verified and password_hash is not None
     except (VerificationError, InvalidHashError):
         return False
