@@ -294,6 +294,29 @@ def server(url: str, workers: int, log: Path, root: Path = ROOT) -> Iterator[Ser
                 process.wait()
 
 
+@contextmanager
+def profiled(served: Served, prefix: str | None, scenario: str) -> Iterator[None]:
+    """py-spy records the server (and its workers) while the block runs; None: nothing."""
+    if prefix is None:
+        yield
+        return
+    spy = Path(sys.executable).with_name("py-spy")
+    out = Path(f"{prefix}-{scenario}.txt")
+    command = [str(spy), "record", "--gil", "--subprocesses", "--format", "raw", "-r", "100"]
+    process = subprocess.Popen(
+        [*command, "-o", str(out), "--pid", str(served.pid)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(1)  # py-spy attaches before the clock starts
+    try:
+        yield
+    finally:
+        process.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+        process.wait(30)
+        print(f"py-spy: {out}")
+
+
 def outcome(response: httpx.Response) -> str:
     if response.status_code == 409:
         slug = str(response.json().get("type", "")).rsplit("/", 1)[-1]
@@ -431,6 +454,12 @@ def main() -> int:
         help="serve from another checkout (e.g. `git archive HEAD` unpacked) to compare",
     )
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    parser.add_argument(
+        "--py-spy",
+        metavar="PREFIX",
+        help="record the server with py-spy (GIL holder only) during each scenario, as "
+        "PREFIX-<scenario>.txt in py-spy's raw (collapsed stack) format",
+    )
     parser.add_argument("--no-check", action="store_true", help="exit 0 even if a target is missed")
     args = parser.parse_args()
     workers = args.workers or (2 if args.postgres else 1)
@@ -456,9 +485,11 @@ def main() -> int:
         DATA_DIR.mkdir(parents=True, exist_ok=True)
         with server(url, workers, log, args.server_root) as served:
             if "open" in setups:
-                results.append(run_open(served, setups["open"], args.pulls))
+                with profiled(served, args.py_spy, "open"):
+                    results.append(run_open(served, setups["open"], args.pulls))
             if "limited" in setups:
-                results.append(run_limited(served, setups["limited"], args.seconds))
+                with profiled(served, args.py_spy, "limited"):
+                    results.append(run_limited(served, setups["limited"], args.seconds))
     ok = report(results, label)
     print(f"load average after the run {os.getloadavg()[0]:.2f}")
     return 0 if ok or args.no_check else 1
