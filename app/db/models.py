@@ -265,9 +265,10 @@ class Item(Base):
             postgresql_where=text("class_of_service = 'expedite' AND discarded_at IS NULL"),
         ),
         Index("ix_item_board_id_owner_id", "board_id", "owner_id"),
-        # A person's doing items (the personal limit on every pull): without it the count
-        # scanned every item they ever owned (migration 0005).
-        Index("ix_item_owner_id_stage", "owner_id", "stage"),
+        # A person's doing items (the personal limit on every pull, the header's "N doing"),
+        # counted from the index alone: without it the count scanned every item they ever
+        # owned (migrations 0005, 0008).
+        Index("ix_item_owner_doing", "owner_id", "stage", "board_id", "discarded_at"),
         # Analytics windows (migration 0002): delivered in a window, alive at a moment.
         Index("ix_item_board_id_done_at", "board_id", "done_at"),
         Index("ix_item_board_id_created_at", "board_id", "created_at"),
