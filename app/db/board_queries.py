@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, Protocol, cast
 
 from sqlalchemy import (
     BindParameter,
@@ -45,11 +45,54 @@ class BoardFilters:
     text: str | None = None
 
 
+class CardItem(Protocol):
+    """What a card and its rules read of an item: an ORM Item, or a plain row of the item
+    table (the board reads rows: no ORM identity map or change tracking per card shown)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def board_id(self) -> int: ...
+    @property
+    def key(self) -> str: ...
+    @property
+    def title(self) -> str: ...
+    @property
+    def class_of_service(self) -> str: ...
+    @property
+    def due_date(self) -> date | None: ...
+    @property
+    def state_id(self) -> int: ...
+    @property
+    def stage(self) -> str | None: ...
+    @property
+    def owner_id(self) -> int | None: ...
+    @property
+    def created_at(self) -> datetime: ...
+    @property
+    def state_entered_at(self) -> datetime: ...
+    @property
+    def committed_at(self) -> datetime | None: ...
+    @property
+    def done_at(self) -> datetime | None: ...
+    @property
+    def discarded_at(self) -> datetime | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class OpenBlock:
+    """What a card shows of its open block."""
+
+    id: int
+    opened_at: datetime
+    waiting_on: str
+
+
 @dataclass
 class CardRow:
-    item: Item
+    item: CardItem
     owner_name: str | None
-    block: Block | None
+    block: Block | OpenBlock | None
     reason_name: str | None
 
 
@@ -62,7 +105,7 @@ class ColumnKey:
     expedite: bool
 
 
-def in_expedite_lane(item: Item) -> bool:
+def in_expedite_lane(item: CardItem) -> bool:
     """Only open expedite work rides the lane; delivered expedite items sit in Done as usual."""
     return item.class_of_service == "expedite" and item.done_at is None
 
@@ -264,7 +307,17 @@ def visible_cards(
         **{f"state_{n}": k.state_id for n, k in enumerate(wanted)},
     }
     rows = session.execute(_cards_statement(_filter_shape(filters), shapes), params)
-    return [CardRow(item, name, block, reason) for item, name, block, reason in rows]
+    return [
+        CardRow(
+            cast(CardItem, row),
+            row.owner_name,
+            OpenBlock(row.block_id, row.block_opened_at, row.block_waiting_on)
+            if row.block_id is not None
+            else None,
+            row.reason_name,
+        )
+        for row in rows
+    ]
 
 
 @lru_cache(maxsize=256)
@@ -294,7 +347,14 @@ def _cards_statement(filters: BoardFilters, runs: tuple[_RunShape, ...]) -> Sele
     shown = union_all(*members).subquery()
     owner = User.__table__.alias("owner")
     return (
-        select(Item, owner.c.name, Block, BlockReason.name)
+        select(
+            *Item.__table__.c,
+            owner.c.name.label("owner_name"),
+            Block.id.label("block_id"),
+            Block.opened_at.label("block_opened_at"),
+            Block.waiting_on.label("block_waiting_on"),
+            BlockReason.name.label("reason_name"),
+        )
         .join(shown, shown.c.item_id == Item.id)
         .outerjoin(owner, owner.c.id == Item.owner_id)
         .outerjoin(Block, and_(Block.item_id == Item.id, Block.resolved_at.is_(None)))

@@ -14,6 +14,7 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from app.db import queries
+from app.db.board_queries import CardItem
 from app.db.models import Block, Board, Criterion, CriterionCheck, Item, State, User
 from app.db.queries import ItemRow
 from app.flow import rules
@@ -62,7 +63,7 @@ def state_facts(state: State) -> StateFacts:
     )
 
 
-def item_facts(item: Item, open_block_id: int | None) -> ItemFacts:
+def item_facts(item: CardItem, open_block_id: int | None) -> ItemFacts:
     return ItemFacts(
         id=item.id,
         key=item.key,

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from app.db import board_queries as bq
 from app.db import queries
-from app.db.board_queries import BoardFilters, CardRow, ColumnKey
+from app.db.board_queries import BoardFilters, CardItem, CardRow, ColumnKey
 from app.db.models import BlockReason, Board, Criterion, Item, State, User
 from app.flow import rules
 from app.flow.errors import FlowError, InvalidMove
@@ -38,7 +38,7 @@ class Card:
     alert: str | None = None
 
     @property
-    def item(self) -> Item:
+    def item(self) -> CardItem:
         return self.row.item
 
     @property
