@@ -19,6 +19,7 @@ from app.db.board_queries import BoardFilters, CardItem, CardRow, ColumnKey
 from app.db.models import BlockReason, Board, Criterion, Item, State, User
 from app.flow import rules
 from app.flow.errors import FlowError, InvalidMove
+from app.flow.rules import ItemFacts
 from app.services.items import get_item, item_facts, state_facts
 from app.web.templating import duration
 
@@ -183,35 +184,51 @@ class CardRules:
         self.has_reasons = has_reasons
         # Role-only answers, the same for every card of this viewer.
         self.may_unblock = rules.unblock_refusal(actor_role=role) is None
+        self._answers: dict[ItemFacts, tuple[bool, bool, bool, bool, tuple[State, ...]]] = {}
 
     def apply(self, card: Card) -> None:
         item = card.row.item
         if item.done_at is not None or item.discarded_at is not None:
             return
-        facts = item_facts(item, card.row.block.id if card.row.block else None)
+        # The rules decide on a card's kind, not on which item it is: its state and stage,
+        # class, block, open or closed, and whether this viewer owns it (ids and keys only
+        # fill the refusals' sentences, never asked for here). Cards of one kind share one
+        # answer: a column of a thousand cards asks the rules a few times.
+        owner = item.owner_id
+        kind = replace(
+            item_facts(item, 1 if card.row.block else None),
+            id=0,
+            key="",
+            owner_id=None if owner is None else (self.user_id if owner == self.user_id else -1),
+        )
+        answer = self._answers.get(kind)
+        if answer is None:
+            answer = self._answers[kind] = self._answer(kind)
+        card.may_pull, card.may_ready, card.may_block, card.may_unblock, sends = answer
+        card.send_back_to = list(sends)
+
+    def _answer(self, facts: ItemFacts) -> tuple[bool, bool, bool, bool, tuple[State, ...]]:
         role = self.role
-        card.may_pull = rules.pull_refusal(item=facts, states=self.facts, actor_role=role) is None
-        card.may_ready = (
+        return (
+            rules.pull_refusal(item=facts, states=self.facts, actor_role=role) is None,
             rules.mark_ready_refusal(
                 item=facts,
-                state=self.facts_by_id[item.state_id],
+                state=self.facts_by_id[facts.state_id],
                 actor_id=self.user_id,
                 actor_role=role,
             )
-            is None
+            is None,
+            self.has_reasons and rules.block_refusal(item=facts, actor_role=role) is None,
+            facts.open_block_id is not None and self.may_unblock,
+            tuple(
+                s
+                for s in self.earlier[facts.state_id]
+                if rules.send_back_refusal(
+                    item=facts, states=self.facts, to_state_id=s.id, actor_role=role
+                )
+                is None
+            ),
         )
-        card.may_block = (
-            self.has_reasons and rules.block_refusal(item=facts, actor_role=role) is None
-        )
-        card.may_unblock = facts.open_block_id is not None and self.may_unblock
-        card.send_back_to = [
-            s
-            for s in self.earlier[item.state_id]
-            if rules.send_back_refusal(
-                item=facts, states=self.facts, to_state_id=s.id, actor_role=role
-            )
-            is None
-        ]
 
     def restyled(self, card: Card) -> Card:
         """A copy of `card` with the buttons this viewer gets (live deltas render per viewer
