@@ -12,7 +12,7 @@ request parameters without a TypeError.
 import math
 import random
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from itertools import accumulate, pairwise
@@ -629,6 +629,22 @@ def _blocked_in(blocks: Sequence[tuple[int, int]], start: int, stop: int) -> int
 _FAR = 1 << 62  # microseconds: far beyond any date
 
 
+def _stays(path: Path, end: int, lo: int, hi: int) -> Iterator[tuple[int, str | None, int, int]]:
+    """(state_id, stage, start, stop) of each step of `path` in a state, clipped to [lo, hi):
+    a step holds until the next one, the last until `end`; empty stays are left out."""
+    n = len(path)
+    for i in range(n):
+        at, state_id, stage = path[i]
+        if state_id is None:
+            continue
+        start = at if at > lo else lo
+        stop = path[i + 1][0] if i + 1 < n else end
+        if stop > hi:
+            stop = hi
+        if stop > start:
+            yield state_id, stage, start, stop
+
+
 def split_path_micros(
     path: Path,
     blocks: Sequence[tuple[int, int]],
@@ -645,17 +661,7 @@ def split_path_micros(
     """
     lo, hi = window if window is not None else (-_FAR, _FAR)
     active_total = 0
-    n = len(path)
-    for i in range(n):
-        at, state_id, stage = path[i]
-        if state_id is None:
-            continue
-        start = at if at > lo else lo
-        stop = path[i + 1][0] if i + 1 < n else end
-        if stop > hi:
-            stop = hi
-        if stop <= start:
-            continue
+    for state_id, stage, start, stop in _stays(path, end, lo, hi):
         length = stop - start
         blocked = _blocked_in(blocks, start, stop)
         acc = into.get(state_id)
@@ -719,17 +725,7 @@ def split_path_by_day(
     Ready time (the item waited there that day)."""
     lo, hi = sums.first, sums.first + sums.days * DAY_MICROS
     ready: set[tuple[int, int]] = set()
-    n = len(path)
-    for i in range(n):
-        at, state_id, stage = path[i]
-        if state_id is None:
-            continue
-        start = at if at > lo else lo
-        stop = path[i + 1][0] if i + 1 < n else end
-        if stop > hi:
-            stop = hi
-        if stop <= start:
-            continue
+    for state_id, stage, start, stop in _stays(path, end, lo, hi):
         sums.add((state_id, DAY_TOTAL), start, stop)
         for b_start, b_end in blocks:
             if b_start >= stop:
