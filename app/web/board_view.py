@@ -184,7 +184,9 @@ class CardRules:
         self.has_reasons = has_reasons
         # Role-only answers, the same for every card of this viewer.
         self.may_unblock = rules.unblock_refusal(actor_role=role) is None
-        self._answers: dict[ItemFacts, tuple[bool, bool, bool, bool, tuple[State, ...]]] = {}
+        self._answers: dict[
+            tuple[object, ...], tuple[bool, bool, bool, bool, tuple[State, ...]]
+        ] = {}
 
     def apply(self, card: Card) -> None:
         item = card.row.item
@@ -195,15 +197,27 @@ class CardRules:
         # fill the refusals' sentences, never asked for here). Cards of one kind share one
         # answer: a column of a thousand cards asks the rules a few times.
         owner = item.owner_id
-        kind = replace(
-            item_facts(item, 1 if card.row.block else None),
-            id=0,
-            key="",
-            owner_id=None if owner is None else (self.user_id if owner == self.user_id else -1),
+        kind = (
+            item.state_id,
+            item.stage,
+            None if owner is None else (self.user_id if owner == self.user_id else -1),
+            item.class_of_service,
+            card.row.block is not None,
         )
         answer = self._answers.get(kind)
         if answer is None:
-            answer = self._answers[kind] = self._answer(kind)
+            facts = ItemFacts(
+                id=0,
+                key="",
+                state_id=kind[0],
+                stage=kind[1],
+                owner_id=kind[2],
+                class_of_service=kind[3],
+                open_block_id=1 if kind[4] else None,
+                done=False,
+                discarded=False,
+            )
+            answer = self._answers[kind] = self._answer(facts)
         card.may_pull, card.may_ready, card.may_block, card.may_unblock, sends = answer
         card.send_back_to = list(sends)
 
