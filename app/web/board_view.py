@@ -288,7 +288,8 @@ def make_cards(
     for criterion in queries.criteria_of_board(session, states[0].board_id) if states else []:
         criteria.setdefault((criterion.state_id, criterion.gate), []).append(criterion)
     ids = [r.item.id for r in rows]
-    checks = queries.checks_for_items(session, ids)
+    # Progress is shown against criteria: a board without any needs no checks read.
+    checks = queries.checks_for_items(session, ids) if criteria else {}
     ready_at = bq.ready_since(session, [r.item.id for r in rows if r.item.stage == "ready"])
     rule = CardRules(states, role, user_id, has_reasons)
     cards = []
