@@ -321,14 +321,17 @@
     card.remove();
   }
 
-  // Applies a delta where it is at least as new as the page; an identical copy is left alone
-  // (keeps focus and avoids flicker). Returns false when the page must reload the board.
-  function applyDelta(html) {
-    const board = $board();
-    if (!board) return true;
+  function parseDelta(html) {
     const tpl = document.createElement('template');
     tpl.innerHTML = html;
-    const root = tpl.content.querySelector('[data-delta]');
+    return tpl.content.querySelector('[data-delta]');
+  }
+
+  // Applies the parts of a delta (parseDelta's root; its parts move into the page) that are
+  // newer than what the page shows. Returns false when the page must reload the board.
+  function applyDelta(root) {
+    const board = $board();
+    if (!board) return true;
     if (!root) return false;
     if ((root.dataset.lane === '1') !== !!board.querySelector('.lane')) return false;
     const focus = focusKey(document.activeElement);
@@ -375,15 +378,15 @@
     if (board) board.querySelectorAll('.alert').forEach((el) => el.remove());
     const key = actionFocus;
     actionFocus = null;
-    if (!applyDelta(html)) { forceRefresh = true; scheduleRefresh(); }
+    const root = parseDelta(html);
+    const acted = root && root.querySelector('[data-card-for] article.card');
+    const actedId = acted ? acted.dataset.itemId : null;
+    if (!applyDelta(root)) { forceRefresh = true; scheduleRefresh(); }
     const b = $board();
     if (!b) return;
     if (key && key.itemId) restoreFocus(key, b);
     if (!b.contains(document.activeElement) && !document.querySelector('dialog[open]')) {
-      const tpl = document.createElement('template');
-      tpl.innerHTML = html;
-      const acted = tpl.content.querySelector('[data-card-for] article.card');
-      const card = acted && cardOf(acted.dataset.itemId);
+      const card = actedId && cardOf(actedId);
       if (card) { card.tabIndex = -1; card.focus({ preventScroll: true }); }
     }
     ensureLive();
@@ -398,7 +401,7 @@
       return;
     }
     const pending = liveDeltas.splice(0);
-    if (!pending.every((html) => applyDelta(html))) { forceRefresh = true; scheduleRefresh(); }
+    if (!pending.every((html) => applyDelta(parseDelta(html)))) { forceRefresh = true; scheduleRefresh(); }
   }
 
   /* ---------------- Drawer ---------------- */
