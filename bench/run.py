@@ -311,6 +311,13 @@ def part_actions(b: Bench, env: Env) -> None:
             b.check(
                 response.status_code == 200, f"htmx {action} answers 200 ({response.status_code})"
             )
+            # Only what changed: a delta holding the acted-on card, not the board.
+            b.check(
+                response.headers.get("x-flowboard-delta") == "1"
+                and f'data-card-for="{item}"'.encode() in response.content
+                and b'id="board"' not in response.content,
+                f"htmx {action} answers with a delta of its card",
+            )
             if not b.quick:
                 b.row(f"3 htmx {action} answer", len(response.content), "B", "action_bytes")
         # A refusal still comes back as HTML with the alert (marking ready twice).
@@ -434,6 +441,8 @@ def part_live(b: Bench, env: Env, label: str) -> None:
     b.check(not five, f"{label}: viewers' requests without 5xx ({result.viewer_statuses})")
     missed = sum(1 for d in result.has_change if d == float("inf"))
     b.check(missed == 0, f"{label}: every viewer got every pull ({missed} missed)")
+    # Card changes arrive ready-made: no viewer fetches the board for a pull.
+    b.check(result.fetches == 0, f"{label}: viewers fetched the board {result.fetches} times")
     if b.quick:
         return
     p95 = load.percentile(result.has_change, 95) * 1000
