@@ -48,7 +48,8 @@ class Message:
 class Watcher:
     role: str
     user_id: int
-    queue: asyncio.Queue[Message] = field(default_factory=lambda: asyncio.Queue(maxsize=200))
+    # Messages, and the stream's own access signals (ints, app.web.live) in the same queue.
+    queue: asyncio.Queue[Message | int] = field(default_factory=lambda: asyncio.Queue(maxsize=200))
 
     def offer(self, message: Message) -> None:
         if self.queue.full():

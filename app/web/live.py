@@ -15,10 +15,12 @@ timeout). It then sends the comment `: access ended` and closes; the browser's r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from typing import cast
 
 from fastapi import APIRouter, Request
 from sqlalchemy.orm import Session
@@ -131,20 +133,26 @@ async def event_stream(
     deadline = loop.time() + max_seconds
     database = get_db(request)
     async with AsyncExitStack() as stack:
-        sources: list[asyncio.Queue[int] | asyncio.Queue[Message]]
+        # One queue this stream reads: a board page's feed queue or a single board's hub queue
+        # as they are (no task copying each message per viewer); My work merges its boards'.
+        queue: asyncio.Queue[int | Message]
+        sources: list[asyncio.Queue[int | Message]] = []
         if access.role is not None and access.board_id is not None:
             watcher = await stack.enter_async_context(
                 feeds.watch(database, access.board_id, access.role, access.user_id)
             )
-            sources = [watcher.queue]
+            queue = watcher.queue
         else:
             subs = [await stack.enter_async_context(hub.subscribe(b)) for b in access.board_ids]
-            sources = [s.queue for s in subs]
+            # The hub's queues carry event ids; the access signal is an int too.
+            sources = [cast("asyncio.Queue[int | Message]", s.queue) for s in subs]
+            queue = sources[0] if len(sources) == 1 else asyncio.Queue()
+            if len(sources) == 1:
+                sources = []
         watch = await stack.enter_async_context(hub.watch_access(access.user_id))
         yield ServerSentEvent(comment="connected", retry=RETRY_MS)
-        queue: asyncio.Queue[int | Message] = asyncio.Queue()
 
-        async def pump(sub_queue: asyncio.Queue[int] | asyncio.Queue[Message]) -> None:
+        async def pump(sub_queue: asyncio.Queue[int | Message]) -> None:
             while True:
                 await queue.put(await sub_queue.get())
 
@@ -152,7 +160,9 @@ async def event_stream(
             while True:
                 await watch.changed.wait()
                 watch.changed.clear()
-                await queue.put(ACCESS_CHANGED)
+                # A full queue still ends in a re-check: the periodic one.
+                with contextlib.suppress(asyncio.QueueFull):
+                    queue.put_nowait(ACCESS_CHANGED)
 
         tasks = [asyncio.create_task(pump(source)) for source in sources]
         tasks.append(asyncio.create_task(watch_pump()))
